@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+# closetrace build.  Everything generated goes under $(OUTPUT).
+
+OUTPUT ?= build
+CLANG ?= clang
+CC ?= cc
+BPFTOOL ?= bpftool
+PKG_CONFIG ?= pkg-config
+INSTALL ?= install
+prefix ?= /usr/local
+DESTDIR ?=
+
+ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+VMLINUX := vmlinux/vmlinux_$(ARCH).h
+
+LIBS_PC := libbpf libelf zlib
+PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LIBS_PC) 2>/dev/null)
+PC_LIBS := $(shell $(PKG_CONFIG) --libs $(LIBS_PC) 2>/dev/null)
+
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+CPPFLAGS += -I$(OUTPUT) -Ibpf -Iuser $(PC_CFLAGS) -D_GNU_SOURCE
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
+	-I$(OUTPUT) -Ivmlinux -Ibpf $(PC_CFLAGS)
+
+# user-space modules; closetrace.c holds main()
+USER_MODS := options output correlate sysinfo procfs
+USER_OBJS := $(patsubst %,$(OUTPUT)/%.o,$(USER_MODS))
+UNIT_TESTS := $(OUTPUT)/test_units
+HELPERS := $(OUTPUT)/ctscen
+
+ifeq ($(V),1)
+	Q =
+	msg =
+else
+	Q = @
+	msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+.DELETE_ON_ERROR:
+.SECONDARY:
+.PHONY: all clean install test unit vmlinux deps check-deps
+
+all: $(OUTPUT)/closetrace
+
+check-deps:
+	$(Q)for t in $(CLANG) $(BPFTOOL) $(PKG_CONFIG); do \
+		command -v $$t >/dev/null || { echo "missing build tool: $$t (run scripts/setup)" >&2; exit 1; }; done
+	$(Q)$(PKG_CONFIG) --exists $(LIBS_PC) || { echo "missing -dev packages for: $(LIBS_PC) (run scripts/setup)" >&2; exit 1; }
+
+$(OUTPUT):
+	$(Q)mkdir -p $@
+
+$(OUTPUT)/vmlinux.h: $(VMLINUX) | $(OUTPUT)
+	$(Q)ln -sf ../$(VMLINUX) $@
+
+$(OUTPUT)/%.bpf.o: bpf/%.bpf.c bpf/closetrace.h bpf/compat.bpf.h $(OUTPUT)/vmlinux.h | $(OUTPUT) check-deps
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< > $@
+
+$(OUTPUT)/closetrace.o: $(OUTPUT)/closetrace.skel.h
+
+$(OUTPUT)/%.o: user/%.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(OUTPUT)/closetrace: $(OUTPUT)/closetrace.o $(USER_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(PC_LIBS) -o $@
+
+# unit tests: user-space logic, no root needed
+$(OUTPUT)/test_units.o: tests/unit/test_units.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(UNIT_TESTS): $(OUTPUT)/test_units.o $(USER_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(PC_LIBS) -o $@
+
+$(OUTPUT)/ctscen: tests/helpers/ctscen.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $< -o $@
+
+unit: $(UNIT_TESTS)
+	$(Q)$(UNIT_TESTS)
+
+test: $(OUTPUT)/closetrace $(UNIT_TESTS) $(HELPERS)
+	$(Q)python3 tests/run_tests.py --build $(OUTPUT)
+
+# regenerate the kernel type header from the running kernel's BTF
+vmlinux:
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $(VMLINUX)
+
+install: $(OUTPUT)/closetrace
+	$(INSTALL) -d $(DESTDIR)$(prefix)/sbin $(DESTDIR)$(prefix)/share/man/man8
+	$(INSTALL) -pt $(DESTDIR)$(prefix)/sbin $(OUTPUT)/closetrace
+	$(INSTALL) -p -m 0644 -t $(DESTDIR)$(prefix)/share/man/man8 closetrace.8
+
+clean:
+	$(call msg,CLEAN,$(OUTPUT))
+	$(Q)rm -rf $(OUTPUT)
+
+-include $(wildcard $(OUTPUT)/*.d)

@@ -1,0 +1,937 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * closetrace: the kernel side.
+ *
+ * Per-socket state lives in the socks map (keyed by struct sock address,
+ * deleted when the socket is destroyed).  One record goes to the ring buffer
+ * when a connection's close completes, one when its TIME_WAIT ends.
+ *
+ * TIME_WAIT is not visible to inet_sock_set_state: tcp_time_wait() moves the
+ * connection into a separate struct inet_timewait_sock and the full socket
+ * goes to CLOSE.  The timewait socket is seen through its timer
+ * (tw->tw_timer, function tw_timer_handler): timer_start when it is
+ * scheduled, timer_expire_entry when it runs out, timer_cancel when it is
+ * killed early (inet_twsk_deschedule_put()).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "closetrace.h"
+#include "compat.bpf.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define ETIMEDOUT 110
+#define ECONNRESET 104
+#define TCP_TIMEWAIT_LEN_S 60 /* include/net/tcp.h: TCP_TIMEWAIT_LEN (60*HZ) */
+
+/* configuration, set by the loader before load */
+const volatile __u32 filter_pid = 0;
+const volatile __u32 filter_netns = 0;
+const volatile __u8 filter_family = 0; /* 0, 4 or 6 */
+const volatile __u8 emit_states = 0;
+const volatile __u16 filter_lports[CT_MAX_PORTS] = {};
+const volatile __u16 filter_rports[CT_MAX_PORTS] = {};
+const volatile __u32 n_lports = 0;
+const volatile __u32 n_rports = 0;
+const volatile __u64 tw_timer_fn = 0;	/* address of tw_timer_handler */
+const volatile __u64 reqsk_timer_fn = 0; /* address of reqsk_timer_handler */
+const volatile __u64 wakeup_bytes = 0;	/* batch ring buffer wake-ups up to this much data */
+const volatile __u32 hz = 250;		/* CONFIG_HZ, for jiffies */
+
+/* counters read by the loader; enum ct_stat */
+__u64 stats[CT_STAT__MAX] = {};
+/* cancels of timewait timers not yet classified (see pending_cancel) */
+__u32 pending_cancels = 0;
+
+struct sock_info {
+	__u64 conn_id;
+	__u64 state_ts; /* when the current state began, 0 if unknown */
+	__u64 state_ns[CT_NSTATES];
+	__u32 pid;
+	__u32 flags;
+	__u16 visited;
+	__u8 initiator;
+	__u8 close_pending; /* reached CLOSE; waiting for tcp_send_reset or destroy */
+	char comm[CT_COMM_LEN];
+};
+
+struct tw_info {
+	__u64 conn_id;
+	__u64 start_ns; /* timewait socket scheduled */
+	__u64 fin_ns;	/* the peer's FIN reached a FIN_WAIT2 timewait socket */
+	__u64 fw2_ns;	/* FIN_WAIT2 time spent in the full socket */
+	__u32 pid;
+	__u32 flags;
+	__u8 initiator;
+	__u8 claimed; /* joined to the full socket it came from */
+	char comm[CT_COMM_LEN];
+};
+
+struct tuple {
+	__u32 netns;
+	__u16 family;
+	__u16 lport;
+	__u16 rport;
+	__u16 pad;
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u32 pad2; /* a multiple of 8 bytes, for tuple_eq() */
+};
+
+struct listener_key {
+	__u32 netns;
+	__u16 port;
+	__u16 pad;
+};
+
+struct owner {
+	__u32 pid;
+	char comm[CT_COMM_LEN];
+};
+
+/* a timewait timer cancel whose cause is not known yet */
+struct pending_cancel {
+	__u64 tw;
+	struct tuple t;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} rb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct sock_info);
+} socks SEC(".maps");
+
+/* timewait sockets, keyed by address; sized by the loader from tcp_max_tw_buckets */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct tw_info);
+} tws SEC(".maps");
+
+/* timewait sockets just scheduled, waiting for their full socket's CLOSE */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tuple);
+	__type(value, __u64);
+} tw_birth SEC(".maps");
+
+/* the socket each thread is connect()ing, to recognise TIME_WAIT reuse */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} connecting SEC(".maps");
+
+/* owner of each listening port: accepted children inherit it */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct listener_key);
+	__type(value, struct owner);
+} listeners SEC(".maps");
+
+/* socket inodes of the -p process at start-up (filled by the loader) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u32);
+} target_inodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pending_cancel);
+} pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} id_counter SEC(".maps");
+
+static __always_inline void stat_inc(int i)
+{
+	__sync_fetch_and_add(&stats[i], 1);
+}
+
+static __always_inline __u64 new_conn_id(void)
+{
+	__u32 zero = 0;
+	__u64 *c = bpf_map_lookup_elem(&id_counter, &zero);
+	__u64 n = 0;
+
+	if (c)
+		n = ++*c;
+	/* unique per CPU counter; stays below 2^53 for JSON readers */
+	return (n << 12) | (bpf_get_smp_processor_id() & 0xfff);
+}
+
+/*
+ * The 4-tuple and namespace of a full, timewait or request socket (all
+ * start with struct sock_common).
+ */
+static __always_inline void read_tuple(const struct sock_common *skc, struct tuple *t)
+{
+	__builtin_memset(t, 0, sizeof(*t));
+	t->family = BPF_CORE_READ(skc, skc_family);
+	t->lport = BPF_CORE_READ(skc, skc_num);
+	t->rport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
+	t->netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
+	if (t->family == AF_INET) {
+		bpf_core_read(t->laddr, 4, &skc->skc_rcv_saddr);
+		bpf_core_read(t->raddr, 4, &skc->skc_daddr);
+	} else {
+		bpf_core_read(t->laddr, 16, &skc->skc_v6_rcv_saddr);
+		bpf_core_read(t->raddr, 16, &skc->skc_v6_daddr);
+	}
+}
+
+/*
+ * A full socket's tuple.  tcp_set_state() unhashes the socket and
+ * inet_put_port() clears inet_num before inet_sk_state_store() fires the
+ * tracepoint for CLOSE, so the local port comes from inet_sport.
+ */
+static __always_inline __u16 sk_lport(struct sock *sk)
+{
+	return bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+}
+
+static __always_inline void read_sk_tuple(struct sock *sk, struct tuple *t)
+{
+	read_tuple(&sk->__sk_common, t);
+	t->lport = sk_lport(sk);
+}
+
+static __always_inline int tuple_eq(const struct tuple *a, const struct tuple *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	for (int i = 0; i < sizeof(*a) / 8; i++)
+		if (x[i] != y[i])
+			return 0;
+	return 1;
+}
+
+static __always_inline int is_v4mapped(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff);
+}
+
+static __always_inline int port_listed(const volatile __u16 *list, __u32 n, __u16 port)
+{
+	for (int i = 0; i < CT_MAX_PORTS; i++) {
+		if (i >= n)
+			break;
+		if (list[i] == port)
+			return 1;
+	}
+	return 0;
+}
+
+/* in-kernel filter applied before anything reaches the ring buffer */
+static __always_inline int wanted(__u32 pid, const struct tuple *t)
+{
+	if (filter_pid && pid != filter_pid)
+		return 0;
+	if (filter_netns && t->netns != filter_netns)
+		return 0;
+	if (filter_family) {
+		int v4 = t->family == AF_INET || is_v4mapped(t->laddr);
+
+		if ((filter_family == 4) != v4)
+			return 0;
+	}
+	if (n_lports && !port_listed(filter_lports, n_lports, t->lport))
+		return 0;
+	if (n_rports && !port_listed(filter_rports, n_rports, t->rport))
+		return 0;
+	return 1;
+}
+
+static __always_inline struct ct_record *record_new(__u8 kind, const struct tuple *t)
+{
+	struct ct_record *r = bpf_ringbuf_reserve(&rb, sizeof(*r), 0);
+
+	if (!r) {
+		stat_inc(CT_STAT_LOST);
+		return NULL;
+	}
+	__builtin_memset(r, 0, sizeof(*r));
+	r->kind = kind;
+	r->ts_ns = bpf_ktime_get_ns();
+	r->netns = t->netns;
+	r->family = t->family;
+	r->lport = t->lport;
+	r->rport = t->rport;
+	__builtin_memcpy(r->laddr, t->laddr, 16);
+	__builtin_memcpy(r->raddr, t->raddr, 16);
+	return r;
+}
+
+static __always_inline void record_submit(struct ct_record *r)
+{
+	__u64 flags = 0;
+
+	/* batch wake-ups: the loader polls with a short timeout anyway */
+	if (wakeup_bytes)
+		flags = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+				BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	stat_inc(CT_STAT_RECORDS);
+	bpf_ringbuf_submit(r, flags);
+}
+
+static __always_inline void set_owner_current(__u32 *pid, char *comm)
+{
+	*pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(comm, CT_COMM_LEN);
+}
+
+static __always_inline void emit_close(struct sock_info *si, const struct tuple *t)
+{
+	struct ct_record *r;
+
+	if (!wanted(si->pid, t))
+		return;
+	r = record_new(CT_REC_CLOSE, t);
+	if (!r)
+		return;
+	r->conn_id = si->conn_id;
+	r->pid = si->pid;
+	r->flags = si->flags;
+	r->visited = si->visited;
+	r->initiator = si->initiator;
+	__builtin_memcpy(r->state_ns, si->state_ns, sizeof(r->state_ns));
+	__builtin_memcpy(r->comm, si->comm, CT_COMM_LEN);
+	record_submit(r);
+}
+
+static __always_inline void emit_state(struct sock_info *si, const struct tuple *t, int old, int new)
+{
+	struct ct_record *r;
+
+	if (!emit_states || !wanted(si->pid, t))
+		return;
+	r = record_new(CT_REC_STATE, t);
+	if (!r)
+		return;
+	r->conn_id = si->conn_id;
+	r->pid = si->pid;
+	r->flags = si->flags;
+	r->initiator = si->initiator;
+	r->oldstate = old;
+	r->newstate = new;
+	__builtin_memcpy(r->comm, si->comm, CT_COMM_LEN);
+	record_submit(r);
+}
+
+/* Owner of a socket first seen mid-life: the -p process if it held it at start-up. */
+static __always_inline void owner_from_inode(struct sock *sk, struct sock_info *si)
+{
+	__u64 ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	__u32 *pid;
+
+	if (!ino)
+		return;
+	pid = bpf_map_lookup_elem(&target_inodes, &ino);
+	if (pid)
+		si->pid = *pid;
+}
+
+/* The kernel's TCP states, from include/net/tcp_states.h. */
+enum {
+	S_ESTABLISHED = 1,
+	S_SYN_SENT,
+	S_SYN_RECV,
+	S_FIN_WAIT1,
+	S_FIN_WAIT2,
+	S_TIME_WAIT,
+	S_CLOSE,
+	S_CLOSE_WAIT,
+	S_LAST_ACK,
+	S_LISTEN,
+	S_CLOSING,
+};
+
+static __always_inline void finish(struct sock_info *si, const struct tuple *t, __u64 key)
+{
+	emit_close(si, t);
+	bpf_map_delete_elem(&socks, &key);
+}
+
+static __always_inline int handle_set_state(struct sock *sk, int old, int new)
+{
+	__u64 key = (__u64)sk, now;
+	struct sock_info *si, zero = {};
+	struct tuple t;
+
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	old &= CT_NSTATES - 1;
+	new &= CT_NSTATES - 1;
+
+	if (new == S_LISTEN || (old == S_LISTEN && new == S_CLOSE)) {
+		/* listen() runs in the owner's context: children inherit it */
+		struct listener_key lk = {
+			.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum),
+			.port = sk_lport(sk),
+		};
+		struct owner o = {};
+
+		if (new == S_LISTEN) {
+			set_owner_current(&o.pid, o.comm);
+			bpf_map_update_elem(&listeners, &lk, &o, BPF_ANY);
+		} else {
+			bpf_map_delete_elem(&listeners, &lk);
+		}
+		return 0;
+	}
+
+	now = bpf_ktime_get_ns();
+	si = bpf_map_lookup_elem(&socks, &key);
+	if (!si) {
+		if (new == S_CLOSE && (old == S_CLOSE || old == S_SYN_SENT))
+			return 0; /* a connect() that failed at once */
+		zero.conn_id = new_conn_id();
+		zero.initiator = CT_INIT_NONE;
+		if (old == S_CLOSE && new == S_SYN_SENT) {
+			zero.state_ts = now;
+		} else if (old == S_LISTEN && new == S_SYN_RECV) {
+			/* a passive child: owned by the listener's process */
+			struct listener_key lk = {
+				.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum),
+				.port = sk_lport(sk),
+			};
+			struct owner *o = bpf_map_lookup_elem(&listeners, &lk);
+
+			if (o) {
+				zero.pid = o->pid;
+				__builtin_memcpy(zero.comm, o->comm, CT_COMM_LEN);
+			}
+			zero.state_ts = now;
+		} else {
+			/* existed before tracing started */
+			zero.flags = CT_F_PREEXISTING;
+			zero.visited = 1 << old;
+			if (old != S_ESTABLISHED && old != S_SYN_SENT && old != S_SYN_RECV)
+				zero.initiator = CT_INIT_UNKNOWN;
+			if (filter_pid)
+				owner_from_inode(sk, &zero);
+		}
+		if (bpf_map_update_elem(&socks, &key, &zero, BPF_NOEXIST)) {
+			stat_inc(CT_STAT_SOCKS_FULL);
+			return 0;
+		}
+		si = bpf_map_lookup_elem(&socks, &key);
+		if (!si)
+			return 0;
+	}
+
+	if (si->state_ts)
+		si->state_ns[old] += now - si->state_ts;
+	si->state_ts = now;
+	si->visited |= 1 << new;
+
+	/*
+	 * Transitions that only happen in the calling process's context, so
+	 * current is the socket's owner: connect() (tcp_v4_connect), close()
+	 * and shutdown() (tcp_close_state), close() after shutdown() (the
+	 * self-transition FIN_WAIT2 -> FIN_WAIT2).  Others may run in softirq,
+	 * on loopback inside whatever process sent the packet.
+	 */
+	if (old == S_CLOSE && new == S_SYN_SENT) {
+		__u64 id = bpf_get_current_pid_tgid();
+
+		set_owner_current(&si->pid, si->comm);
+		bpf_map_update_elem(&connecting, &id, &key, BPF_ANY);
+	} else if ((old == S_ESTABLISHED && new == S_FIN_WAIT1) ||
+		   (old == S_CLOSE_WAIT && new == S_LAST_ACK) || old == new) {
+		set_owner_current(&si->pid, si->comm);
+	}
+
+	if (si->initiator == CT_INIT_NONE) {
+		if (new == S_FIN_WAIT1)
+			si->initiator = CT_INIT_LOCAL;
+		else if (new == S_CLOSE_WAIT)
+			si->initiator = CT_INIT_REMOTE;
+	}
+	/* FIN_WAIT1 -> CLOSING: the peer's FIN arrived before the ACK of ours */
+	if (new == S_CLOSING && si->initiator == CT_INIT_LOCAL)
+		si->initiator = CT_INIT_SIMULTANEOUS;
+
+	if (new != S_CLOSE) {
+		if (emit_states) {
+			read_sk_tuple(sk, &t);
+			emit_state(si, &t, old, new);
+		}
+		return 0;
+	}
+
+	/* CLOSE: the full socket is done */
+	read_sk_tuple(sk, &t);
+	{
+		__u64 *twp = bpf_map_lookup_elem(&tw_birth, &t);
+		int err = BPF_CORE_READ(sk, sk_err);
+
+		if (si->initiator == CT_INIT_NONE && err == ETIMEDOUT)
+			si->initiator = CT_INIT_TIMEOUT;
+		if (si->initiator == CT_INIT_NONE && err == ECONNRESET)
+			si->initiator = CT_INIT_REMOTE_RESET;
+
+		if (twp) {
+			/*
+			 * tcp_time_wait() scheduled the timewait socket just
+			 * before tcp_done() moved this one to CLOSE: hand the
+			 * connection over to it.
+			 */
+			__u64 tw = *twp;
+			struct tw_info *ti = bpf_map_lookup_elem(&tws, &tw);
+
+			bpf_map_delete_elem(&tw_birth, &t);
+			if (ti) {
+				si->flags |= CT_F_TIMEWAIT | (ti->flags & CT_F_TW_FIN_WAIT2);
+				if (!wanted(si->pid, &t)) {
+					bpf_map_delete_elem(&tws, &tw);
+				} else {
+					ti->conn_id = si->conn_id;
+					ti->pid = si->pid;
+					ti->initiator = si->initiator;
+					ti->fw2_ns = si->state_ns[S_FIN_WAIT2];
+					ti->claimed = 1;
+					__builtin_memcpy(ti->comm, si->comm, CT_COMM_LEN);
+				}
+			}
+			if (emit_states)
+				emit_state(si, &t, old, CT_TCP_TIMEWAIT);
+			finish(si, &t, key);
+			return 0;
+		}
+		if (emit_states)
+			emit_state(si, &t, old, new);
+
+		if (!(si->visited & (1 << S_ESTABLISHED)) && !(si->flags & CT_F_PREEXISTING)) {
+			/* a handshake that never completed: not a close */
+			bpf_map_delete_elem(&socks, &key);
+			return 0;
+		}
+		if (si->flags & (CT_F_RST_SENT | CT_F_RST_RECEIVED) || err ||
+		    old == S_LAST_ACK || old == S_SYN_SENT) {
+			if (old == S_CLOSING && !(si->flags & CT_F_RST_SENT))
+				si->flags |= CT_F_TW_NOT_CREATED;
+			finish(si, &t, key);
+			return 0;
+		}
+		if (old == S_CLOSING) {
+			/* tcp_time_wait() found the timewait table full */
+			si->flags |= CT_F_TW_NOT_CREATED;
+			finish(si, &t, key);
+			return 0;
+		}
+		/*
+		 * ESTABLISHED/CLOSE_WAIT/FIN_WAIT* -> CLOSE with no error: either
+		 * __tcp_close() with unread data or tcp_disconnect() for
+		 * SO_LINGER {1,0}, both of which set CLOSE *before* sending the
+		 * RST, or (FIN_WAIT2) tcp_time_wait() with a full timewait
+		 * table.  Wait for tcp_send_reset or tcp_destroy_sock to tell.
+		 */
+		if (old == S_ESTABLISHED || old == S_CLOSE_WAIT)
+			set_owner_current(&si->pid, si->comm);
+		si->close_pending = old;
+	}
+	return 0;
+}
+
+/* tcp_destroy_sock: the socket is freed; settle a pending close */
+static __always_inline int handle_destroy(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
+	struct tuple t;
+
+	if (!si)
+		return 0;
+	if (si->close_pending) {
+		if (si->close_pending == S_FIN_WAIT2 && !(si->flags & CT_F_RST_SENT))
+			si->flags |= CT_F_TW_NOT_CREATED;
+		read_sk_tuple(sk, &t);
+		finish(si, &t, key);
+		return 0;
+	}
+	bpf_map_delete_elem(&socks, &key);
+	return 0;
+}
+
+static __always_inline int handle_reset(struct sock *sk, int sent)
+{
+	__u64 key = (__u64)sk;
+	struct sock_info *si;
+	struct tuple t;
+
+	if (!sk)
+		return 0;
+	si = bpf_map_lookup_elem(&socks, &key);
+	if (!si)
+		return 0;
+	si->flags |= sent ? CT_F_RST_SENT : CT_F_RST_RECEIVED;
+	if (si->initiator == CT_INIT_NONE)
+		si->initiator = sent ? CT_INIT_LOCAL_RESET : CT_INIT_REMOTE_RESET;
+	if (sent && si->close_pending) {
+		/* __tcp_close()/tcp_disconnect(): CLOSE first, then the RST */
+		read_sk_tuple(sk, &t);
+		finish(si, &t, key);
+	}
+	return 0;
+}
+
+static __always_inline int handle_error_report(const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
+	int err;
+
+	if (!si || si->initiator != CT_INIT_NONE)
+		return 0;
+	err = BPF_CORE_READ(sk, sk_err);
+	if (err == ETIMEDOUT)
+		si->initiator = CT_INIT_TIMEOUT;
+	else if (err == ECONNRESET)
+		si->initiator = CT_INIT_REMOTE_RESET;
+	return 0;
+}
+
+/* ---- TIME_WAIT, through the timewait timer ---- */
+
+static __always_inline struct inet_timewait_sock *timer_tw(struct timer_list *timer)
+{
+	return (void *)((unsigned long)timer -
+			bpf_core_field_offset(struct inet_timewait_sock, tw_timer));
+}
+
+static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw_info *ti,
+					const struct tuple *t, __u8 end, int with_current)
+{
+	__u64 now = bpf_ktime_get_ns(), begin = ti->start_ns;
+	struct ct_record *r;
+
+	if (!wanted(ti->pid, t))
+		goto out;
+	if (ti->flags & CT_F_TW_FIN_WAIT2) {
+		/*
+		 * Began as an orphaned FIN_WAIT2 (tcp_time_wait(sk,
+		 * TCP_FIN_WAIT2, tmo)).  When the FIN arrived,
+		 * tcp_timewait_state_process() set TIME_WAIT and re-armed the
+		 * timer with inet_twsk_reschedule(tw, TCP_TIMEWAIT_LEN), which
+		 * may emit no timer_start; the expiry then tells when.
+		 */
+		if (ti->fin_ns) {
+			begin = ti->fin_ns;
+		} else if (BPF_CORE_READ(tw, tw_substate) == S_TIME_WAIT) {
+			__u64 expires = BPF_CORE_READ(tw, tw_timer.expires);
+			__u64 jnow = bpf_jiffies64();
+			__u64 jbegin = expires - TCP_TIMEWAIT_LEN_S * (__u64)hz;
+
+			begin = now;
+			if (jnow >= jbegin && hz)
+				begin = now - (jnow - jbegin) * (1000000000ULL / hz);
+			if (begin < ti->start_ns)
+				begin = ti->start_ns;
+		} else {
+			begin = now; /* never left FIN_WAIT2 */
+		}
+	}
+	r = record_new(CT_REC_TIMEWAIT, t);
+	if (!r)
+		goto out;
+	r->conn_id = ti->conn_id;
+	r->pid = ti->pid;
+	r->flags = ti->flags;
+	r->initiator = ti->initiator;
+	r->tw_end = end;
+	r->tw_ns = now - begin;
+	r->tw_sock_ns = now - ti->start_ns;
+	r->state_ns[S_FIN_WAIT2] = ti->fw2_ns + (begin - ti->start_ns);
+	r->state_ns[S_TIME_WAIT] = now - begin;
+	r->visited = 1 << S_TIME_WAIT;
+	if (r->state_ns[S_FIN_WAIT2])
+		r->visited |= 1 << S_FIN_WAIT2;
+	__builtin_memcpy(r->comm, ti->comm, CT_COMM_LEN);
+	if (with_current)
+		set_owner_current(&r->reuse_pid, r->reuse_comm);
+	record_submit(r);
+out:;
+	__u64 key = (__u64)tw;
+	bpf_map_delete_elem(&tws, &key);
+}
+
+/*
+ * A timewait timer cancel is a kill (inet_twsk_deschedule_put()) or the
+ * first half of a re-arm (__mod_timer() detaches a pending timer, emitting
+ * timer_cancel, then emits timer_start under the same base lock with
+ * interrupts off).  Whatever timer event comes next on this CPU settles it.
+ */
+static __always_inline void settle_pending(struct timer_list *timer, __u64 fn, int starting)
+{
+	__u32 zero = 0;
+	struct pending_cancel *p;
+	struct tw_info *ti;
+	__u8 end = CT_TW_RESET;
+
+	if (!pending_cancels)
+		return;
+	p = bpf_map_lookup_elem(&pending, &zero);
+	if (!p || !p->tw)
+		return;
+	if (starting && fn == tw_timer_fn && (__u64)timer_tw(timer) == p->tw) {
+		struct tuple t;
+
+		read_tuple(&timer_tw(timer)->__tw_common, &t);
+		if (tuple_eq(&t, &p->t)) {
+			p->tw = 0; /* re-armed, still alive */
+			__sync_fetch_and_add(&pending_cancels, -1);
+			return;
+		}
+	}
+	if (starting && fn == reqsk_timer_fn) {
+		/*
+		 * tcp_v4_rcv(): TCP_TW_SYN kills the timewait socket, then the
+		 * listener queues a request socket for the same 4-tuple and
+		 * arms its timer (reqsk_queue_hash_req()).
+		 */
+		struct request_sock *req = (void *)((unsigned long)timer -
+				bpf_core_field_offset(struct request_sock, rsk_timer));
+		struct tuple t;
+
+		read_tuple(&req->__req_common, &t);
+		if (tuple_eq(&t, &p->t))
+			end = CT_TW_SYN;
+	}
+	ti = bpf_map_lookup_elem(&tws, &p->tw);
+	if (ti)
+		emit_tw_end((void *)p->tw, ti, &p->t, end, 0);
+	p->tw = 0;
+	__sync_fetch_and_add(&pending_cancels, -1);
+}
+
+static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn)
+{
+	struct inet_timewait_sock *tw;
+	struct tw_info *ti, zero = {};
+	struct tuple t;
+	__u64 key;
+
+	settle_pending(timer, fn, 1);
+	if (fn != tw_timer_fn)
+		return 0;
+	tw = timer_tw(timer);
+	key = (__u64)tw;
+	ti = bpf_map_lookup_elem(&tws, &key);
+	if (ti) {
+		/* re-armed: in FIN_WAIT2 substate this is the peer's FIN */
+		if ((ti->flags & CT_F_TW_FIN_WAIT2) && !ti->fin_ns &&
+		    BPF_CORE_READ(tw, tw_substate) == S_TIME_WAIT)
+			ti->fin_ns = bpf_ktime_get_ns();
+		return 0;
+	}
+	/* inet_twsk_hashdance_schedule(): a new timewait socket */
+	zero.start_ns = bpf_ktime_get_ns();
+	if (BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2)
+		zero.flags |= CT_F_TW_FIN_WAIT2;
+	if (bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
+		stat_inc(CT_STAT_TW_FULL);
+		return 0;
+	}
+	read_tuple(&tw->__tw_common, &t);
+	bpf_map_update_elem(&tw_birth, &t, &key, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int handle_timer_expire(struct timer_list *timer, __u64 fn)
+{
+	struct inet_timewait_sock *tw;
+	struct tw_info *ti;
+	struct tuple t;
+	__u64 key;
+
+	settle_pending(timer, fn, 0);
+	if (fn != tw_timer_fn)
+		return 0;
+	tw = timer_tw(timer);
+	key = (__u64)tw;
+	ti = bpf_map_lookup_elem(&tws, &key);
+	if (!ti)
+		return 0;
+	read_tuple(&tw->__tw_common, &t);
+	/* tw_timer_handler(): a substate still FIN_WAIT2 means no FIN came */
+	emit_tw_end(tw, ti, &t,
+		    BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2 ? CT_TW_FIN_WAIT2_TIMEOUT :
+								    CT_TW_EXPIRED, 0);
+	return 0;
+}
+
+static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 fn)
+{
+	struct inet_timewait_sock *tw;
+	struct pending_cancel *p;
+	struct tw_info *ti;
+	struct tuple t;
+	__u64 key, id, *csk;
+	__u32 zero = 0;
+
+	settle_pending(timer, fn, 0);
+	if (fn != tw_timer_fn)
+		return 0;
+	tw = timer_tw(timer);
+	key = (__u64)tw;
+	ti = bpf_map_lookup_elem(&tws, &key);
+	if (!ti)
+		return 0;
+	read_tuple(&tw->__tw_common, &t);
+
+	/* cleanup_net() -> inet_twsk_purge(): the namespace is going away */
+	if (netns_dying(BPF_CORE_READ(tw, __tw_common.skc_net.net))) {
+		emit_tw_end(tw, ti, &t, CT_TW_NETNS_EXIT, 0);
+		return 0;
+	}
+	/*
+	 * __inet_check_established(): connect() took the 4-tuple over
+	 * (tcp_twsk_unique()) and cancels the timer in the connecting
+	 * thread, whose new socket already carries the same 4-tuple.
+	 */
+	id = bpf_get_current_pid_tgid();
+	csk = bpf_map_lookup_elem(&connecting, &id);
+	if (csk) {
+		struct sock *sk = (void *)*csk;
+		struct tuple ct;
+
+		read_sk_tuple(sk, &ct);
+		if (BPF_CORE_READ(sk, __sk_common.skc_state) == S_SYN_SENT && tuple_eq(&ct, &t)) {
+			emit_tw_end(tw, ti, &t, CT_TW_REUSED, 1);
+			return 0;
+		}
+	}
+	p = bpf_map_lookup_elem(&pending, &zero);
+	if (!p)
+		return 0;
+	p->tw = key;
+	p->t = t;
+	__sync_fetch_and_add(&pending_cancels, 1);
+	return 0;
+}
+
+/* ---- attachment: BTF tracepoints, and classic tracepoints as fallback ---- */
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_set_state_btf, struct sock *sk, int old, int new)
+{
+	return handle_set_state(sk, old, new);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int handle_set_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	return handle_set_state((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
+}
+
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(handle_destroy_btf, struct sock *sk)
+{
+	return handle_destroy(sk);
+}
+
+SEC("tracepoint/tcp/tcp_destroy_sock")
+int handle_destroy_tp(struct trace_event_raw_tcp_event_sk *ctx)
+{
+	return handle_destroy((struct sock *)ctx->skaddr);
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(handle_send_reset_btf, const struct sock *sk)
+{
+	return handle_reset((struct sock *)sk, 1);
+}
+
+SEC("tracepoint/tcp/tcp_send_reset")
+int handle_send_reset_tp(void *ctx)
+{
+	return handle_reset((struct sock *)send_reset_ctx_sk(ctx), 1);
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(handle_receive_reset_btf, struct sock *sk)
+{
+	return handle_reset(sk, 0);
+}
+
+SEC("tracepoint/tcp/tcp_receive_reset")
+int handle_receive_reset_tp(struct trace_event_raw_tcp_event_sk *ctx)
+{
+	return handle_reset((struct sock *)ctx->skaddr, 0);
+}
+
+/* classic inet_sk_error_report carries no socket address: BTF only */
+SEC("tp_btf/inet_sk_error_report")
+int BPF_PROG(handle_error_report_btf, const struct sock *sk)
+{
+	return handle_error_report(sk);
+}
+
+SEC("tp_btf/timer_start")
+int BPF_PROG(handle_timer_start_btf, struct timer_list *timer)
+{
+	return handle_timer_start(timer, (__u64)timer->function);
+}
+
+SEC("tracepoint/timer/timer_start")
+int handle_timer_start_tp(struct trace_event_raw_timer_start *ctx)
+{
+	return handle_timer_start(ctx->timer, (__u64)ctx->function);
+}
+
+SEC("tp_btf/timer_expire_entry")
+int BPF_PROG(handle_timer_expire_btf, struct timer_list *timer)
+{
+	return handle_timer_expire(timer, (__u64)timer->function);
+}
+
+SEC("tracepoint/timer/timer_expire_entry")
+int handle_timer_expire_tp(struct trace_event_raw_timer_expire_entry *ctx)
+{
+	return handle_timer_expire(ctx->timer, (__u64)ctx->function);
+}
+
+SEC("tp_btf/timer_cancel")
+int BPF_PROG(handle_timer_cancel_btf, struct timer_list *timer)
+{
+	return handle_timer_cancel(timer, (__u64)timer->function);
+}
+
+SEC("tracepoint/timer/timer_cancel")
+int handle_timer_cancel_tp(struct trace_event_raw_timer_class *ctx)
+{
+	struct timer_list *timer = ctx->timer;
+
+	return handle_timer_cancel(timer, (__u64)BPF_CORE_READ(timer, function));
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

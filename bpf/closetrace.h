@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * closetrace: the record layout shared by the BPF programs and user space.
+ *
+ * One record per finished close, one per finished TIME_WAIT, and (only with
+ * --states) one per state transition.  Fixed-width types only: this header
+ * is compiled both with clang -target bpf and with the host compiler.
+ */
+#ifndef CLOSETRACE_H
+#define CLOSETRACE_H
+
+#ifndef __VMLINUX_H__ /* user space; BPF gets the types from vmlinux.h */
+#include <linux/types.h>
+#endif
+
+#define CT_COMM_LEN 16
+#define CT_NSTATES 16	  /* kernel TCP state numbers (TCP_ESTABLISHED = 1 ...) index state_ns[] */
+#define CT_MAX_PORTS 16	  /* --lport / --rport list length */
+#define CT_TCP_TIMEWAIT 6 /* the kernel's TCP_TIME_WAIT, used in synthesized state records */
+
+/* record kinds */
+enum ct_kind {
+	CT_REC_CLOSE = 1,    /* a connection's close completed */
+	CT_REC_TIMEWAIT = 2, /* a TIME_WAIT (timewait socket) ended */
+	CT_REC_STATE = 3,    /* one state transition (--states) */
+};
+
+/* who started the close */
+enum ct_initiator {
+	CT_INIT_UNKNOWN = 0, /* already closing when tracing started */
+	CT_INIT_LOCAL,	     /* this side sent the first FIN */
+	CT_INIT_REMOTE,	     /* the peer sent the first FIN */
+	CT_INIT_SIMULTANEOUS,/* both FINs crossed (CLOSING) */
+	CT_INIT_LOCAL_RESET, /* this side sent an RST */
+	CT_INIT_REMOTE_RESET,/* the peer sent an RST */
+	CT_INIT_TIMEOUT,     /* retransmission or keepalive gave up */
+	CT_INIT_NONE,	     /* never left the handshake (no close path) */
+	CT_INIT__MAX,
+};
+
+/* how a TIME_WAIT ended */
+enum ct_tw_end {
+	CT_TW_NONE = 0,
+	CT_TW_EXPIRED,		/* the timer ran out */
+	CT_TW_REUSED,		/* connect() took over the 4-tuple (tcp_tw_reuse) */
+	CT_TW_RESET,		/* killed by an incoming RST */
+	CT_TW_SYN,		/* killed by a new SYN accepted by a listener */
+	CT_TW_FIN_WAIT2_TIMEOUT,/* orphaned FIN_WAIT2: the peer never sent its FIN */
+	CT_TW_NOT_CREATED,	/* the timewait table was full (tcp_max_tw_buckets) */
+	CT_TW_NETNS_EXIT,	/* purged with its network namespace */
+	CT_TW__MAX,
+};
+
+/* record flags */
+#define CT_F_TIMEWAIT	   (1u << 0) /* close: a timewait socket was created */
+#define CT_F_TW_NOT_CREATED (1u << 1) /* close: a timewait socket was due but the table was full */
+#define CT_F_TW_FIN_WAIT2  (1u << 2) /* close/timewait: the timewait socket began in FIN_WAIT2 */
+#define CT_F_RST_SENT	   (1u << 3) /* an RST was sent on this connection */
+#define CT_F_RST_RECEIVED  (1u << 4) /* an RST was received on this connection */
+#define CT_F_PREEXISTING   (1u << 5) /* first seen mid-connection (tracer started later) */
+
+/* counters in the stats array (a global in the BPF object) */
+enum ct_stat {
+	CT_STAT_LOST = 0,     /* ring buffer full: record dropped */
+	CT_STAT_SOCKS_FULL,   /* per-socket map full: connection not tracked */
+	CT_STAT_TW_FULL,      /* timewait map full: TIME_WAIT not tracked */
+	CT_STAT_RECORDS,      /* records submitted */
+	CT_STAT__MAX,
+};
+
+struct ct_record {
+	__u64 ts_ns;	   /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when emitted */
+	__u64 conn_id;	   /* joins the records of one connection */
+	__u64 state_ns[CT_NSTATES]; /* time spent in each state, by kernel state number */
+	__u64 tw_ns;	   /* timewait: time in TIME_WAIT proper */
+	__u64 tw_sock_ns;  /* timewait: whole life of the timewait socket */
+	__u32 netns;	   /* network namespace inode number */
+	__u32 pid;	   /* owner process (tgid), 0 if unknown */
+	__u32 reuse_pid;   /* timewait reused: the process whose connect() took it */
+	__u32 flags;	   /* CT_F_* */
+	__u16 visited;	   /* bit per kernel state the connection was seen in */
+	__u16 family;	   /* AF_INET or AF_INET6 */
+	__u16 lport;	   /* host byte order */
+	__u16 rport;	   /* host byte order */
+	__u8 laddr[16];	   /* network order; IPv4 uses the first 4 bytes */
+	__u8 raddr[16];
+	__u8 kind;	   /* enum ct_kind */
+	__u8 initiator;	   /* enum ct_initiator */
+	__u8 tw_end;	   /* enum ct_tw_end */
+	__u8 oldstate;	   /* state records */
+	__u8 newstate;
+	__u8 pad[3];
+	char comm[CT_COMM_LEN];
+	char reuse_comm[CT_COMM_LEN];
+};
+
+#endif /* CLOSETRACE_H */

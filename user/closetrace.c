@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * closetrace: trace the TCP close path.  The loader: checks, load, attach,
+ * and the ring buffer loop.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include "closetrace.h"
+#include "closetrace.skel.h"
+#include "correlate.h"
+#include "options.h"
+#include "output.h"
+#include "procfs.h"
+#include "sysinfo.h"
+
+#define POLL_MS 100
+#define WAKEUP_BYTES (256 << 10)
+#define PID_EXIT_GRACE_NS 500000000ULL
+
+static volatile sig_atomic_t exiting;
+
+static void on_signal(int sig)
+{
+	exiting = 1;
+}
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("closetrace: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static bool verbose;
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG && !verbose)
+		return 0;
+	if (level == LIBBPF_INFO && !verbose)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+static uint64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* CAP_BPF + CAP_PERFMON (Linux 5.8+), or CAP_SYS_ADMIN */
+static bool have_caps(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2] = {};
+	uint64_t eff;
+
+	if (syscall(SYS_capget, &h, d))
+		return geteuid() == 0;
+	eff = d[0].effective | ((uint64_t)d[1].effective << 32);
+	if (eff & (1ULL << CAP_SYS_ADMIN))
+		return true;
+	return (eff & (1ULL << 39 /* CAP_BPF */)) && (eff & (1ULL << 38 /* CAP_PERFMON */));
+}
+
+static bool kernel_has_btf_tracepoint(const char *event)
+{
+	char name[128];
+	struct btf *btf = btf__load_vmlinux_btf();
+	bool ok;
+
+	if (!btf)
+		return false;
+	snprintf(name, sizeof(name), "btf_trace_%s", event);
+	ok = btf__find_by_name_kind(btf, name, BTF_KIND_TYPEDEF) > 0;
+	btf__free(btf);
+	return ok;
+}
+
+/* pick BTF tracepoints where the kernel has them, classic ones otherwise */
+static int choose_programs(struct closetrace_bpf *skel, bool classic)
+{
+	struct {
+		struct bpf_program *btf, *tp;
+	} pairs[] = {
+		{ skel->progs.handle_set_state_btf, skel->progs.handle_set_state_tp },
+		{ skel->progs.handle_destroy_btf, skel->progs.handle_destroy_tp },
+		{ skel->progs.handle_send_reset_btf, skel->progs.handle_send_reset_tp },
+		{ skel->progs.handle_receive_reset_btf, skel->progs.handle_receive_reset_tp },
+		{ skel->progs.handle_error_report_btf, NULL },
+		{ skel->progs.handle_timer_start_btf, skel->progs.handle_timer_start_tp },
+		{ skel->progs.handle_timer_expire_btf, skel->progs.handle_timer_expire_tp },
+		{ skel->progs.handle_timer_cancel_btf, skel->progs.handle_timer_cancel_tp },
+	};
+
+	if (!classic && !kernel_has_btf_tracepoint("inet_sock_set_state")) {
+		if (verbose)
+			fprintf(stderr, "closetrace: no BTF tracepoints, using classic tracepoints\n");
+		classic = true;
+	}
+	if (classic) {
+		int err = ensure_tracefs();
+
+		if (err) {
+			die("classic tracepoints need tracefs at /sys/kernel/tracing: %s", strerror(-err));
+			return err;
+		}
+	}
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+		bpf_program__set_autoload(pairs[i].btf, !classic);
+		if (pairs[i].tp)
+			bpf_program__set_autoload(pairs[i].tp, classic);
+	}
+	return 0;
+}
+
+static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
+{
+	struct closetrace_bpf__rodata *ro = skel->rodata;
+	long long tw_buckets = read_sysctl("net/ipv4/tcp_max_tw_buckets");
+	unsigned int hz = kernel_hz();
+	uint32_t tw_entries;
+
+	ro->filter_pid = o->pid;
+	ro->filter_netns = o->netns;
+	ro->filter_family = o->family;
+	ro->emit_states = o->states;
+	for (int i = 0; i < o->n_lports; i++)
+		ro->filter_lports[i] = o->lports[i];
+	for (int i = 0; i < o->n_rports; i++)
+		ro->filter_rports[i] = o->rports[i];
+	ro->n_lports = o->n_lports;
+	ro->n_rports = o->n_rports;
+	ro->wakeup_bytes = WAKEUP_BYTES;
+	if (hz)
+		ro->hz = hz;
+	else if (verbose)
+		fprintf(stderr, "closetrace: CONFIG_HZ unknown, assuming %u\n", ro->hz);
+
+	ro->tw_timer_fn = kallsyms_lookup("tw_timer_handler");
+	ro->reqsk_timer_fn = kallsyms_lookup("reqsk_timer_handler");
+	if (!ro->tw_timer_fn) {
+		die("tw_timer_handler not found in /proc/kallsyms (is kernel.kptr_restrict hiding it?)");
+		return -ENOENT;
+	}
+
+	/* hold every timewait socket the kernel may keep (per namespace), twice over */
+	tw_entries = 262144;
+	if (tw_buckets > 0 && tw_buckets * 2 > tw_entries)
+		tw_entries = tw_buckets * 2 > (1 << 24) ? (1 << 24) : (uint32_t)(tw_buckets * 2);
+	bpf_map__set_max_entries(skel->maps.tws, tw_entries);
+	return choose_programs(skel, o->classic_tp);
+}
+
+/* -p: tell the kernel side which sockets the process already holds */
+static void seed_target(struct closetrace_bpf *skel, uint32_t pid)
+{
+	static uint64_t inodes[PROCFS_MAX_SOCKETS];
+	static struct proc_listener ls[4096];
+	int n = proc_socket_inodes(pid, inodes, PROCFS_MAX_SOCKETS);
+	int nl = proc_tcp_listeners(pid, ls, 4096);
+	uint32_t netns = proc_netns(pid);
+	struct {
+		uint32_t netns;
+		uint16_t port;
+		uint16_t pad;
+	} lk = { .netns = netns };
+	struct {
+		uint32_t pid;
+		char comm[CT_COMM_LEN];
+	} owner = { .pid = pid };
+	char path[64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%u/comm", pid);
+	f = fopen(path, "r");
+	if (f) {
+		if (fgets(owner.comm, sizeof(owner.comm), f))
+			owner.comm[strcspn(owner.comm, "\n")] = '\0';
+		fclose(f);
+	}
+	for (int i = 0; i < n; i++) {
+		bpf_map__update_elem(skel->maps.target_inodes, &inodes[i], sizeof(inodes[i]), &pid,
+				     sizeof(pid), BPF_ANY);
+		for (int j = 0; j < nl; j++) {
+			if (ls[j].inode != inodes[i])
+				continue;
+			lk.port = ls[j].port;
+			bpf_map__update_elem(skel->maps.listeners, &lk, sizeof(lk), &owner, sizeof(owner),
+					     BPF_ANY);
+		}
+	}
+}
+
+struct loop_ctx {
+	struct ct_output out;
+	struct correlator corr;
+};
+
+static void emit_record(void *ctx, const struct ct_record *r)
+{
+	struct loop_ctx *lc = ctx;
+
+	output_record(&lc->out, r);
+}
+
+static int handle_record(void *ctx, void *data, size_t len)
+{
+	struct loop_ctx *lc = ctx;
+
+	if (len < sizeof(struct ct_record))
+		return 0;
+	correlate_record(&lc->corr, data);
+	return 0;
+}
+
+static void read_stats(struct closetrace_bpf *skel, struct ct_stats *s)
+{
+	const __u64 *st = skel->bss->stats;
+
+	s->lost = st[CT_STAT_LOST];
+	s->socks_full = st[CT_STAT_SOCKS_FULL];
+	s->tw_full = st[CT_STAT_TW_FULL];
+	s->records = st[CT_STAT_RECORDS];
+}
+
+int main(int argc, char **argv)
+{
+	struct closetrace_bpf *skel = NULL;
+	struct ring_buffer *rb = NULL;
+	struct ct_options opts;
+	struct loop_ctx lc = {};
+	struct ct_stats stats = {};
+	uint64_t start, deadline = 0, pid_gone_at = 0;
+	int err;
+
+	err = options_parse(argc, argv, &opts);
+	if (err)
+		return err < 0 ? 2 : 0;
+	verbose = opts.verbose;
+	libbpf_set_print(libbpf_print);
+
+	if (!have_caps()) {
+		die("must run as root (or with CAP_BPF and CAP_PERFMON)");
+		return 1;
+	}
+	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
+		die("kernel BTF not available (/sys/kernel/btf/vmlinux): needs Linux 5.8+ with CONFIG_DEBUG_INFO_BTF=y");
+		return 1;
+	}
+	if (opts.pid && kill(opts.pid, 0) && errno == ESRCH) {
+		die("process %u does not exist", opts.pid);
+		return 1;
+	}
+
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+
+	skel = closetrace_bpf__open();
+	if (!skel) {
+		die("failed to open BPF object: %s", strerror(errno));
+		return 1;
+	}
+	err = configure(skel, &opts);
+	if (err)
+		goto cleanup;
+	err = closetrace_bpf__load(skel);
+	if (err) {
+		die("failed to load BPF programs: %s (run with -v for the verifier log)", strerror(-err));
+		goto cleanup;
+	}
+	err = closetrace_bpf__attach(skel);
+	if (err) {
+		die("failed to attach BPF programs: %s", strerror(-err));
+		goto cleanup;
+	}
+	if (opts.pid)
+		seed_target(skel, opts.pid);
+
+	lc.out.out = stdout;
+	lc.out.json = opts.json;
+	lc.out.timestamps = opts.timestamps;
+	lc.out.mono_to_real_ns = (int64_t)(now_ns(CLOCK_REALTIME) - now_ns(CLOCK_MONOTONIC));
+	lc.corr.states = opts.states;
+	lc.corr.emit = emit_record;
+	lc.corr.ctx = &lc;
+
+	rb = ring_buffer__new(bpf_map__fd(skel->maps.rb), handle_record, &lc, NULL);
+	if (!rb) {
+		err = -errno;
+		die("failed to create ring buffer: %s", strerror(errno));
+		goto cleanup;
+	}
+
+	output_header(&lc.out);
+	fflush(stdout);
+	fprintf(stderr, "Tracing TCP closes%s. Hit Ctrl-C to end.\n", opts.pid ? " of one process" : "");
+
+	start = now_ns(CLOCK_MONOTONIC);
+	if (opts.duration)
+		deadline = start + (uint64_t)(opts.duration * 1e9);
+	while (!exiting) {
+		uint64_t now;
+
+		err = ring_buffer__poll(rb, POLL_MS);
+		if (err == -EINTR) {
+			err = 0;
+			break;
+		}
+		if (err < 0) {
+			die("ring buffer poll failed: %s", strerror(-err));
+			break;
+		}
+		err = 0;
+		if (fflush(stdout) || ferror(stdout)) {
+			die("write error on output: %s", strerror(errno));
+			err = -EIO;
+			break;
+		}
+		now = now_ns(CLOCK_MONOTONIC);
+		if (deadline && now >= deadline)
+			break;
+		if (opts.pid && !pid_gone_at && kill(opts.pid, 0) && errno == ESRCH) {
+			fprintf(stderr, "closetrace: process %u exited; stopping\n", opts.pid);
+			pid_gone_at = now;
+		}
+		/* let the closes that the exit caused arrive first */
+		if (pid_gone_at && now - pid_gone_at >= PID_EXIT_GRACE_NS)
+			break;
+	}
+	if (err >= 0)
+		ring_buffer__consume(rb);
+
+	read_stats(skel, &stats);
+	output_stats(&lc.out, &stats);
+	if (fflush(stdout) || ferror(stdout)) {
+		die("write error on output: %s", strerror(errno));
+		err = -EIO;
+	}
+
+cleanup:
+	ring_buffer__free(rb);
+	closetrace_bpf__destroy(skel);
+	return err ? 1 : 0;
+}

@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/* Command-line options, argp style (as libbpf-tools). */
+#include <argp.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "options.h"
+
+#define CT_VERSION "0.1.0"
+
+enum {
+	OPT_LPORT = 1001,
+	OPT_RPORT,
+	OPT_JSON,
+	OPT_STATES,
+	OPT_NETNS,
+	OPT_CLASSIC_TP,
+	OPT_VERSION,
+};
+
+static const char doc[] =
+	"Trace TCP connection closes: who closed, how long each closing state and\n"
+	"TIME_WAIT lasted, and how TIME_WAIT ended.\n"
+	"\n"
+	"USAGE: closetrace [-p PID] [-4|-6] [--lport PORTS] [--rport PORTS] [-d SECONDS]\n"
+	"                  [--json] [--states] [-T] [-v]\n"
+	"\n"
+	"EXAMPLES:\n"
+	"    closetrace                  # every TCP close on the host, as a table\n"
+	"    closetrace -p 1234          # connections owned by process 1234\n"
+	"    closetrace --lport 80,443   # connections on local ports 80 or 443\n"
+	"    closetrace --json -d 10     # JSON lines for 10 seconds\n"
+	"    closetrace --states -T      # every transition, TIME_WAIT included\n";
+
+static const struct argp_option option_table[] = {
+	{ NULL, 0, NULL, 0, "Filters:", 1 },
+	{ "pid", 'p', "PID", 0, "Only connections owned by this process", 1 },
+	{ "ipv4", '4', NULL, 0, "Only IPv4 (and v4-mapped IPv6)", 1 },
+	{ "ipv6", '6', NULL, 0, "Only IPv6 (not v4-mapped)", 1 },
+	{ "lport", OPT_LPORT, "PORTS", 0, "Only these local ports (comma list, up to 16)", 1 },
+	{ "rport", OPT_RPORT, "PORTS", 0, "Only these remote ports (comma list, up to 16)", 1 },
+	{ "netns", OPT_NETNS, "INODE", 0, "Only this network namespace (inode, as in ls -L -i /proc/PID/ns/net)", 1 },
+	{ NULL, 0, NULL, 0, "Output:", 2 },
+	{ "json", OPT_JSON, NULL, 0, "One JSON object per line", 2 },
+	{ "states", OPT_STATES, NULL, 0, "Also print every state transition", 2 },
+	{ "timestamp", 'T', NULL, 0, "Include a time column (table output)", 2 },
+	{ NULL, 0, NULL, 0, "Run:", 3 },
+	{ "duration", 'd', "SECONDS", 0, "Stop after this many seconds", 3 },
+	{ "verbose", 'v', NULL, 0, "Print libbpf debug output", 3 },
+	{ "classic-tracepoints", OPT_CLASSIC_TP, NULL, 0,
+	  "Attach classic tracepoints instead of BTF ones (diagnostic)", 3 },
+	{ "version", OPT_VERSION, NULL, 0, "Print the version and exit", 3 },
+	{ "help", 'h', NULL, 0, "Show this help", 3 },
+	{},
+};
+
+struct parse_state {
+	struct ct_options *opts;
+	int exit_ok;
+};
+
+/* one-line error, no usage hint: the caller exits non-zero */
+#define fail(...)                                            \
+	do {                                                 \
+		fprintf(stderr, "closetrace: " __VA_ARGS__); \
+		fputc('\n', stderr);                         \
+		return EINVAL;                               \
+	} while (0)
+
+int parse_port_list(const char *s, uint16_t *ports, int max, char *err, size_t errlen)
+{
+	int n = 0;
+	const char *p = s;
+
+	if (!*s) {
+		snprintf(err, errlen, "empty port list");
+		return -1;
+	}
+	while (*p) {
+		char *end;
+		long v;
+
+		if (*p < '0' || *p > '9') {
+			snprintf(err, errlen, "invalid port list '%s'", s);
+			return -1;
+		}
+		errno = 0;
+		v = strtol(p, &end, 10);
+		if (errno || v < 1 || v > 65535) {
+			snprintf(err, errlen, "port out of range (1-65535) in '%s'", s);
+			return -1;
+		}
+		if (*end != ',' && *end != '\0') {
+			snprintf(err, errlen, "invalid port list '%s'", s);
+			return -1;
+		}
+		if (n == max) {
+			snprintf(err, errlen, "too many ports in '%s' (at most %d)", s, max);
+			return -1;
+		}
+		ports[n++] = (uint16_t)v;
+		p = end;
+		if (*p == ',') {
+			p++;
+			if (!*p) {
+				snprintf(err, errlen, "invalid port list '%s'", s);
+				return -1;
+			}
+		}
+	}
+	return n;
+}
+
+static error_t parse_opt(int key, char *arg, struct argp_state *state)
+{
+	struct parse_state *ps = state->input;
+	struct ct_options *o = ps->opts;
+	char err[128];
+	char *end;
+	long v;
+
+	switch (key) {
+	case 'p':
+		errno = 0;
+		v = strtol(arg, &end, 10);
+		if (errno || *end || v < 1 || v > INT_MAX)
+			fail("invalid PID '%s'", arg);
+		o->pid = (uint32_t)v;
+		break;
+	case OPT_NETNS:
+		errno = 0;
+		v = strtol(arg, &end, 10);
+		if (errno || *end || v < 1 || v > UINT32_MAX)
+			fail("invalid network namespace inode '%s'", arg);
+		o->netns = (uint32_t)v;
+		break;
+	case '4':
+	case '6':
+		if (o->family && o->family != key - '0')
+			fail("-4 and -6 exclude each other");
+		o->family = key - '0';
+		break;
+	case OPT_LPORT:
+		o->n_lports = parse_port_list(arg, o->lports, CT_MAX_PORTS, err, sizeof(err));
+		if (o->n_lports < 0)
+			fail("--lport: %s", err);
+		break;
+	case OPT_RPORT:
+		o->n_rports = parse_port_list(arg, o->rports, CT_MAX_PORTS, err, sizeof(err));
+		if (o->n_rports < 0)
+			fail("--rport: %s", err);
+		break;
+	case 'd': {
+		double d = strtod(arg, &end);
+
+		if (*end || end == arg || !(d > 0) || d > 1e9)
+			fail("invalid duration '%s' (seconds, > 0)", arg);
+		o->duration = d;
+		break;
+	}
+	case OPT_JSON:
+		o->json = true;
+		break;
+	case OPT_STATES:
+		o->states = true;
+		break;
+	case 'T':
+		o->timestamps = true;
+		break;
+	case 'v':
+		o->verbose = true;
+		break;
+	case OPT_CLASSIC_TP:
+		o->classic_tp = true;
+		break;
+	case OPT_VERSION:
+		printf("closetrace %s\n", CT_VERSION);
+		ps->exit_ok = 1;
+		break;
+	case 'h':
+		argp_state_help(state, stdout, ARGP_HELP_STD_HELP);
+		ps->exit_ok = 1;
+		break;
+	case ARGP_KEY_ARG:
+		fail("unexpected argument '%s'", arg);
+		break;
+	default:
+		return ARGP_ERR_UNKNOWN;
+	}
+	return 0;
+}
+
+int options_parse(int argc, char **argv, struct ct_options *opts)
+{
+	static const struct argp argp = {
+		.options = option_table,
+		.parser = parse_opt,
+		.doc = doc,
+	};
+	struct parse_state ps = { .opts = opts };
+
+	memset(opts, 0, sizeof(*opts));
+	/* no exit from inside argp: errors come back here (unit-testable) */
+	if (argp_parse(&argp, argc, argv, ARGP_NO_HELP | ARGP_NO_EXIT, NULL, &ps))
+		return -1;
+	return ps.exit_ok ? 1 : 0;
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* Command-line options. */
+#ifndef CT_OPTIONS_H
+#define CT_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "closetrace.h"
+
+struct ct_options {
+	uint32_t pid;	  /* -p: only this process's connections */
+	uint32_t netns;	  /* --netns: only this network namespace (inode) */
+	int family;	  /* 0, 4 (-4) or 6 (-6) */
+	uint16_t lports[CT_MAX_PORTS];
+	uint16_t rports[CT_MAX_PORTS];
+	int n_lports, n_rports;
+	double duration;  /* -d seconds, 0 = until interrupted */
+	bool json;	  /* --json */
+	bool states;	  /* --states */
+	bool timestamps;  /* -T */
+	bool verbose;	  /* -v */
+	bool classic_tp;  /* --classic-tracepoints */
+};
+
+/*
+ * Parse argv into opts.  Returns 0 on success, 1 when the program should
+ * exit successfully (--help, --version), or -1 after printing a one-line
+ * error to stderr.
+ */
+int options_parse(int argc, char **argv, struct ct_options *opts);
+
+/* Parse "80,443,8000" into ports[]; returns the count or -1 (with msg). */
+int parse_port_list(const char *s, uint16_t *ports, int max, char *err, size_t errlen);
+
+#endif

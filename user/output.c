@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/* Rendering records: the live table and JSON lines. */
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include "output.h"
+
+/* indexed by the kernel's TCP state numbers (netinet/tcp.h: TCP_ESTABLISHED = 1 ...) */
+static const char *const state_names[CT_NSTATES] = {
+	[TCP_ESTABLISHED] = "ESTABLISHED", [TCP_SYN_SENT] = "SYN_SENT",
+	[TCP_SYN_RECV] = "SYN_RECV",	   [TCP_FIN_WAIT1] = "FIN_WAIT1",
+	[TCP_FIN_WAIT2] = "FIN_WAIT2",	   [TCP_TIME_WAIT] = "TIME_WAIT",
+	[TCP_CLOSE] = "CLOSE",		   [TCP_CLOSE_WAIT] = "CLOSE_WAIT",
+	[TCP_LAST_ACK] = "LAST_ACK",	   [TCP_LISTEN] = "LISTEN",
+	[TCP_CLOSING] = "CLOSING",
+};
+
+static const char *const initiator_names[CT_INIT__MAX] = {
+	[CT_INIT_UNKNOWN] = "unknown",
+	[CT_INIT_LOCAL] = "local",
+	[CT_INIT_REMOTE] = "remote",
+	[CT_INIT_SIMULTANEOUS] = "simultaneous",
+	[CT_INIT_LOCAL_RESET] = "local-reset",
+	[CT_INIT_REMOTE_RESET] = "remote-reset",
+	[CT_INIT_TIMEOUT] = "timeout",
+	[CT_INIT_NONE] = "none",
+};
+
+static const char *const tw_end_names[CT_TW__MAX] = {
+	[CT_TW_NONE] = "none",
+	[CT_TW_EXPIRED] = "expired",
+	[CT_TW_REUSED] = "reused",
+	[CT_TW_RESET] = "reset",
+	[CT_TW_SYN] = "syn",
+	[CT_TW_FIN_WAIT2_TIMEOUT] = "fin-wait2-timeout",
+	[CT_TW_NOT_CREATED] = "not-created",
+	[CT_TW_NETNS_EXIT] = "netns-exit",
+};
+
+/* the closing states, in the order a table line shows them */
+static const int closing_states[] = {
+	TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_CLOSE_WAIT,
+	TCP_LAST_ACK,	 TCP_CLOSING,	TCP_TIME_WAIT,
+};
+
+#define NAME(tab, i) ((i) >= 0 && (size_t)(i) < sizeof(tab) / sizeof(tab[0]) && tab[i] ? tab[i] : "?")
+
+const char *state_name(int state)
+{
+	return NAME(state_names, state);
+}
+
+const char *initiator_name(int initiator)
+{
+	return NAME(initiator_names, initiator);
+}
+
+const char *tw_end_name(int end)
+{
+	return NAME(tw_end_names, end);
+}
+
+void format_addr(uint16_t family, const uint8_t *addr, char *buf, size_t len)
+{
+	if (!inet_ntop(family == AF_INET ? AF_INET : AF_INET6, addr, buf, len))
+		snprintf(buf, len, "?");
+}
+
+void format_duration(uint64_t ns, char *buf, size_t len)
+{
+	if (ns < 1000)
+		snprintf(buf, len, "%lluns", (unsigned long long)ns);
+	else if (ns < 1000000)
+		snprintf(buf, len, "%.1fus", ns / 1e3);
+	else if (ns < 1000000000)
+		snprintf(buf, len, "%.2fms", ns / 1e6);
+	else
+		snprintf(buf, len, "%.2fs", ns / 1e9);
+}
+
+static const char *family_name(uint16_t family)
+{
+	return family == AF_INET ? "ipv4" : "ipv6";
+}
+
+static const char *event_name(int kind)
+{
+	switch (kind) {
+	case CT_REC_CLOSE:
+		return "close";
+	case CT_REC_TIMEWAIT:
+		return "timewait";
+	case CT_REC_STATE:
+		return "state";
+	}
+	return "?";
+}
+
+/* comm may hold any byte; JSON strings must not */
+static void json_string(FILE *f, const char *s, size_t max)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < max && s[i]; i++) {
+		unsigned char c = s[i];
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void json_states(FILE *f, const struct ct_record *r)
+{
+	bool first = true;
+
+	fputs(",\"states\":{", f);
+	for (int s = 1; s < CT_NSTATES; s++) {
+		if (!(r->visited & (1u << s)) || s == TCP_CLOSE || s == TCP_LISTEN)
+			continue;
+		fprintf(f, "%s\"%s\":%llu", first ? "" : ",", state_name(s),
+			(unsigned long long)r->state_ns[s]);
+		first = false;
+	}
+	fputc('}', f);
+}
+
+static void output_json(const struct ct_output *o, const struct ct_record *r)
+{
+	FILE *f = o->out;
+	char la[INET6_ADDRSTRLEN], ra[INET6_ADDRSTRLEN];
+	int64_t real = (int64_t)r->ts_ns + o->mono_to_real_ns;
+
+	format_addr(r->family, r->laddr, la, sizeof(la));
+	format_addr(r->family, r->raddr, ra, sizeof(ra));
+	fprintf(f, "{\"event\":\"%s\",\"conn_id\":%llu,\"ts\":%lld.%06lld,\"ts_ns\":%llu,\"pid\":%u,\"comm\":",
+		event_name(r->kind), (unsigned long long)r->conn_id, (long long)(real / 1000000000),
+		(long long)(real % 1000000000 / 1000), (unsigned long long)r->ts_ns, r->pid);
+	json_string(f, r->comm, CT_COMM_LEN);
+	fprintf(f, ",\"family\":\"%s\",\"laddr\":\"%s\",\"lport\":%u,\"raddr\":\"%s\",\"rport\":%u,\"netns\":%u,\"initiator\":\"%s\"",
+		family_name(r->family), la, r->lport, ra, r->rport, r->netns,
+		initiator_name(r->initiator));
+	switch (r->kind) {
+	case CT_REC_CLOSE:
+		json_states(f, r);
+		fprintf(f, ",\"timewait\":%s", r->flags & CT_F_TIMEWAIT ? "true" : "false");
+		if (r->flags & CT_F_TIMEWAIT)
+			fprintf(f, ",\"timewait_substate\":\"%s\"",
+				r->flags & CT_F_TW_FIN_WAIT2 ? "FIN_WAIT2" : "TIME_WAIT");
+		fprintf(f, ",\"rst_sent\":%s,\"rst_received\":%s,\"preexisting\":%s",
+			r->flags & CT_F_RST_SENT ? "true" : "false",
+			r->flags & CT_F_RST_RECEIVED ? "true" : "false",
+			r->flags & CT_F_PREEXISTING ? "true" : "false");
+		break;
+	case CT_REC_TIMEWAIT:
+		json_states(f, r);
+		fprintf(f, ",\"end\":\"%s\",\"duration_ns\":%llu,\"tw_sock_ns\":%llu", tw_end_name(r->tw_end),
+			(unsigned long long)r->tw_ns, (unsigned long long)r->tw_sock_ns);
+		if (r->tw_end == CT_TW_REUSED) {
+			fprintf(f, ",\"reuse_pid\":%u,\"reuse_comm\":", r->reuse_pid);
+			json_string(f, r->reuse_comm, CT_COMM_LEN);
+		}
+		break;
+	case CT_REC_STATE:
+		fprintf(f, ",\"oldstate\":\"%s\",\"newstate\":\"%s\"", state_name(r->oldstate),
+			state_name(r->newstate));
+		break;
+	}
+	fputs("}\n", f);
+}
+
+void output_header(const struct ct_output *o)
+{
+	if (o->json)
+		return;
+	if (o->timestamps)
+		fprintf(o->out, "%-12s ", "TIME");
+	fprintf(o->out, "%-7s %-15s %-8s %-26s %-26s %-12s %s\n", "PID", "COMM", "EVENT", "LOCAL",
+		"REMOTE", "INITIATOR", "DETAILS");
+}
+
+static void table_details(FILE *f, const struct ct_record *r)
+{
+	char d[32];
+
+	switch (r->kind) {
+	case CT_REC_CLOSE:
+		for (size_t i = 0; i < sizeof(closing_states) / sizeof(closing_states[0]); i++) {
+			int s = closing_states[i];
+
+			if (!(r->visited & (1u << s)))
+				continue;
+			format_duration(r->state_ns[s], d, sizeof(d));
+			fprintf(f, " %s=%s", state_name(s), d);
+		}
+		if (r->flags & CT_F_TIMEWAIT)
+			fputs(r->flags & CT_F_TW_FIN_WAIT2 ? " -> TIME_WAIT(orphan FIN_WAIT2)" : " -> TIME_WAIT", f);
+		else if (r->flags & CT_F_TW_NOT_CREATED)
+			fputs(" -> no TIME_WAIT (table full)", f);
+		if (r->flags & CT_F_PREEXISTING)
+			fputs(" (seen mid-connection)", f);
+		break;
+	case CT_REC_TIMEWAIT:
+		format_duration(r->tw_ns, d, sizeof(d));
+		fprintf(f, " %s TIME_WAIT=%s", tw_end_name(r->tw_end), d);
+		if (r->state_ns[TCP_FIN_WAIT2] && (r->flags & CT_F_TW_FIN_WAIT2)) {
+			format_duration(r->state_ns[TCP_FIN_WAIT2], d, sizeof(d));
+			fprintf(f, " FIN_WAIT2=%s", d);
+		}
+		if (r->tw_end == CT_TW_REUSED)
+			fprintf(f, " by %u/%.*s", r->reuse_pid, CT_COMM_LEN, r->reuse_comm);
+		break;
+	case CT_REC_STATE:
+		fprintf(f, " %s -> %s", state_name(r->oldstate), state_name(r->newstate));
+		break;
+	}
+}
+
+static void output_table(const struct ct_output *o, const struct ct_record *r)
+{
+	FILE *f = o->out;
+	char a[INET6_ADDRSTRLEN], l[INET6_ADDRSTRLEN + 8], rm[INET6_ADDRSTRLEN + 8];
+
+	if (o->timestamps) {
+		int64_t real = (int64_t)r->ts_ns + o->mono_to_real_ns;
+		time_t sec = real / 1000000000;
+		struct tm tm;
+		char t[16];
+
+		localtime_r(&sec, &tm);
+		strftime(t, sizeof(t), "%H:%M:%S", &tm);
+		fprintf(f, "%s.%03lld ", t, (long long)(real % 1000000000 / 1000000));
+	}
+	format_addr(r->family, r->laddr, a, sizeof(a));
+	snprintf(l, sizeof(l), r->family == AF_INET ? "%s:%u" : "[%s]:%u", a, r->lport);
+	format_addr(r->family, r->raddr, a, sizeof(a));
+	snprintf(rm, sizeof(rm), r->family == AF_INET ? "%s:%u" : "[%s]:%u", a, r->rport);
+	if (r->pid)
+		fprintf(f, "%-7u ", r->pid);
+	else
+		fprintf(f, "%-7s ", "?");
+	fprintf(f, "%-15.*s %-8s %-26s %-26s %-12s", CT_COMM_LEN, r->pid ? r->comm : "?",
+		event_name(r->kind), l, rm, initiator_name(r->initiator));
+	table_details(f, r);
+	fputc('\n', f);
+}
+
+void output_record(const struct ct_output *o, const struct ct_record *r)
+{
+	if (o->json)
+		output_json(o, r);
+	else
+		output_table(o, r);
+}
+
+void output_stats(const struct ct_output *o, const struct ct_stats *s)
+{
+	if (o->json)
+		fprintf(o->out,
+			"{\"event\":\"stats\",\"records\":%llu,\"lost\":%llu,\"socks_map_full\":%llu,\"tw_map_full\":%llu}\n",
+			(unsigned long long)s->records, (unsigned long long)s->lost,
+			(unsigned long long)s->socks_full, (unsigned long long)s->tw_full);
+	if (s->lost || s->socks_full || s->tw_full)
+		fprintf(stderr,
+			"closetrace: %llu records lost (ring buffer full), %llu connections and %llu TIME_WAITs untracked (maps full)\n",
+			(unsigned long long)s->lost, (unsigned long long)s->socks_full,
+			(unsigned long long)s->tw_full);
+}

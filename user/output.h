@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* Rendering records: the live table and JSON lines. */
+#ifndef CT_OUTPUT_H
+#define CT_OUTPUT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "closetrace.h"
+
+struct ct_output {
+	FILE *out;
+	bool json;
+	bool timestamps;
+	int64_t mono_to_real_ns; /* add to a record's ts_ns for wall-clock time */
+};
+
+struct ct_stats {
+	uint64_t lost;
+	uint64_t socks_full;
+	uint64_t tw_full;
+	uint64_t records;
+};
+
+const char *state_name(int state);
+const char *initiator_name(int initiator);
+const char *tw_end_name(int end);
+
+/* "127.0.0.1", "::1", "::ffff:10.0.0.1" */
+void format_addr(uint16_t family, const uint8_t *addr, char *buf, size_t len);
+/* "812ns", "41.2us", "1.20ms", "60.84s" */
+void format_duration(uint64_t ns, char *buf, size_t len);
+
+void output_header(const struct ct_output *o);
+void output_record(const struct ct_output *o, const struct ct_record *r);
+void output_stats(const struct ct_output *o, const struct ct_stats *s);
+
+#endif

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* What /proc says about a process's sockets (for -p and sockets opened before tracing). */
+#ifndef CT_PROCFS_H
+#define CT_PROCFS_H
+
+#include <stdint.h>
+
+#define PROCFS_MAX_SOCKETS 65536
+
+/*
+ * Socket inodes the process holds open (its /proc/PID/fd links
+ * "socket:[INODE]").  Returns the count (at most max) or -errno.
+ */
+int proc_socket_inodes(uint32_t pid, uint64_t *inodes, int max);
+
+/* network namespace inode of the process, 0 on error */
+uint32_t proc_netns(uint32_t pid);
+
+struct proc_listener {
+	uint16_t port;
+	uint64_t inode;
+};
+
+/*
+ * TCP listening sockets in the process's network namespace
+ * (/proc/PID/net/tcp and tcp6).  Returns the count or -errno.
+ */
+int proc_tcp_listeners(uint32_t pid, struct proc_listener *out, int max);
+
+#endif
