@@ -683,12 +683,15 @@ out:;
 }
 
 /*
- * A timewait timer cancel is a kill (inet_twsk_deschedule_put()) or the
- * first half of a re-arm (__mod_timer() detaches a pending timer, emitting
- * timer_cancel, then emits timer_start under the same base lock with
- * interrupts off).  Whatever timer event comes next on this CPU settles it.
+ * A timewait timer cancel is a kill (inet_twsk_deschedule_put()), the first
+ * half of a re-arm (__mod_timer() detaches a pending timer, emitting
+ * timer_cancel, then emits timer_start), or the detach before the timer
+ * runs (expire_timers() emits timer_cancel, then timer_expire_entry).  The
+ * halves of a re-arm or an expiry come under the same base lock with
+ * interrupts off, so whatever timer event comes next on this CPU settles it.
+ * Returns 1 when the event finishes the pending tw's cancel (not a kill).
  */
-static __always_inline void settle_pending(struct timer_list *timer, __u64 fn, int starting)
+static __always_inline int settle_pending(struct timer_list *timer, __u64 fn, int starting)
 {
 	__u32 zero = 0;
 	struct pending_cancel *p;
@@ -696,18 +699,18 @@ static __always_inline void settle_pending(struct timer_list *timer, __u64 fn, i
 	__u8 end = CT_TW_RESET;
 
 	if (!pending_cancels)
-		return;
+		return 0;
 	p = bpf_map_lookup_elem(&pending, &zero);
 	if (!p || !p->tw)
-		return;
-	if (starting && fn == tw_timer_fn && (__u64)timer_tw(timer) == p->tw) {
+		return 0;
+	if (fn == tw_timer_fn && (__u64)timer_tw(timer) == p->tw) {
 		struct tuple t;
 
 		read_tuple(&timer_tw(timer)->__tw_common, &t);
 		if (tuple_eq(&t, &p->t)) {
-			p->tw = 0; /* re-armed, still alive */
+			p->tw = 0; /* re-armed or expiring: not killed */
 			__sync_fetch_and_add(&pending_cancels, -1);
-			return;
+			return 1;
 		}
 	}
 	if (starting && fn == reqsk_timer_fn) {
@@ -729,6 +732,7 @@ static __always_inline void settle_pending(struct timer_list *timer, __u64 fn, i
 		emit_tw_end((void *)p->tw, ti, &p->t, end, 0);
 	p->tw = 0;
 	__sync_fetch_and_add(&pending_cancels, -1);
+	return 0;
 }
 
 static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn)

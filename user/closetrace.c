@@ -4,6 +4,7 @@
  * and the ring buffer loop.
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -209,6 +210,19 @@ static void seed_target(struct closetrace_bpf *skel, uint32_t pid)
 	}
 }
 
+/*
+ * Has the -p process exited?  A pidfd becomes readable at exit, zombie or
+ * not; without pidfd_open (before Linux 5.3) fall back to kill(pid, 0).
+ */
+static bool process_gone(uint32_t pid, int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	if (pidfd >= 0)
+		return poll(&p, 1, 0) > 0;
+	return kill(pid, 0) && errno == ESRCH;
+}
+
 struct loop_ctx {
 	struct ct_output out;
 	struct correlator corr;
@@ -249,7 +263,7 @@ int main(int argc, char **argv)
 	struct loop_ctx lc = {};
 	struct ct_stats stats = {};
 	uint64_t start, deadline = 0, pid_gone_at = 0;
-	int err;
+	int err, pidfd = -1;
 
 	err = options_parse(argc, argv, &opts);
 	if (err)
@@ -265,9 +279,12 @@ int main(int argc, char **argv)
 		die("kernel BTF not available (/sys/kernel/btf/vmlinux): needs Linux 5.8+ with CONFIG_DEBUG_INFO_BTF=y");
 		return 1;
 	}
-	if (opts.pid && kill(opts.pid, 0) && errno == ESRCH) {
-		die("process %u does not exist", opts.pid);
-		return 1;
+	if (opts.pid) {
+		pidfd = syscall(SYS_pidfd_open, opts.pid, 0);
+		if ((pidfd < 0 && errno == ESRCH) || process_gone(opts.pid, pidfd)) {
+			die("process %u does not exist", opts.pid);
+			return 1;
+		}
 	}
 
 	signal(SIGINT, on_signal);
@@ -320,7 +337,14 @@ int main(int argc, char **argv)
 	while (!exiting) {
 		uint64_t now;
 
+		/*
+		 * The kernel side skips wake-ups until WAKEUP_BYTES are queued,
+		 * so a quiet poll still has records to collect: consume after
+		 * every timeout (at most POLL_MS of latency).
+		 */
 		err = ring_buffer__poll(rb, POLL_MS);
+		if (err == 0)
+			err = ring_buffer__consume(rb);
 		if (err == -EINTR) {
 			err = 0;
 			break;
@@ -338,7 +362,7 @@ int main(int argc, char **argv)
 		now = now_ns(CLOCK_MONOTONIC);
 		if (deadline && now >= deadline)
 			break;
-		if (opts.pid && !pid_gone_at && kill(opts.pid, 0) && errno == ESRCH) {
+		if (opts.pid && !pid_gone_at && process_gone(opts.pid, pidfd)) {
 			fprintf(stderr, "closetrace: process %u exited; stopping\n", opts.pid);
 			pid_gone_at = now;
 		}
@@ -359,5 +383,7 @@ int main(int argc, char **argv)
 cleanup:
 	ring_buffer__free(rb);
 	closetrace_bpf__destroy(skel);
+	if (pidfd >= 0)
+		close(pidfd);
 	return err ? 1 : 0;
 }

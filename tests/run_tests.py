@@ -1,0 +1,593 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+"""closetrace test suite: unit tests, then integration tests.
+
+Integration tests run the built `closetrace --json` as root against real
+sockets, each in a network namespace of its own (so its sysctls and
+TIME_WAIT table are its own), and assert on the records.  Under CI=true a
+test that cannot run (not root, cannot attach) fails instead of skipping.
+
+Ends with a line "N passed, N failed[, N skipped]".
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CI = os.environ.get("CI") == "true"
+
+
+class Skip(Exception):
+    pass
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+class Ctx:
+    build = "build"
+
+    @classmethod
+    def bin(cls, name):
+        return os.path.join(ROOT, cls.build, name)
+
+
+def run(cmd, timeout=30, check_rc=True, **kw):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=timeout, **kw)
+    if check_rc and p.returncode != 0:
+        raise Fail("%s exited %d: %s" % (" ".join(cmd), p.returncode,
+                                          p.stderr.strip()[-500:]))
+    return p
+
+
+class Netns:
+    """A network namespace of the test's own, with loopback up."""
+
+    def __init__(self, name, sysctls=None):
+        self.name = "ct-%s-%d" % (name, os.getpid())
+        self.sysctls = sysctls or {}
+
+    def __enter__(self):
+        run(["ip", "netns", "del", self.name], check_rc=False)
+        run(["ip", "netns", "add", self.name])
+        self.exec_(["ip", "link", "set", "lo", "up"])
+        for k, v in self.sysctls.items():
+            self.exec_(["sysctl", "-q", "-w", "%s=%s" % (k, v)])
+        self.inode = os.stat("/var/run/netns/" + self.name).st_ino
+        return self
+
+    def cmd(self, argv):
+        return ["ip", "netns", "exec", self.name] + argv
+
+    def exec_(self, argv, timeout=30):
+        return run(self.cmd(argv), timeout=timeout)
+
+    def sysctl(self, key):
+        return self.exec_(["sysctl", "-n", key]).stdout.strip()
+
+    def __exit__(self, *a):
+        run(["ip", "netns", "del", self.name], check_rc=False)
+
+
+class Tracer:
+    """closetrace --json running in the background, filtered to one netns."""
+
+    def __init__(self, args):
+        self.args = args
+        self.proc = None
+        self.records = []
+        self.stderr = ""
+
+    def __enter__(self):
+        argv = [Ctx.bin("closetrace"), "--json"] + self.args
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        # wait for "Tracing ..." on stderr: attached
+        deadline = time.time() + 30
+        line = ""
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line or line.startswith("Tracing"):
+                break
+            self.stderr += line
+        if not line.startswith("Tracing"):
+            self.proc.kill()
+            out, err = self.proc.communicate(timeout=10)
+            msg = (self.stderr + err).strip().splitlines()
+            raise Fail("closetrace did not attach: %s" % (msg[-1] if msg else "no output"))
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        return self
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def parsed(self):
+        out = []
+        for line in list(self.lines):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                raise Fail("closetrace printed invalid JSON: %r" % line)
+        return out
+
+    def wait_for(self, pred, timeout, what):
+        """Wait until pred(records) is true; return the records."""
+        deadline = time.time() + timeout
+        while True:
+            recs = self.parsed()
+            if pred(recs):
+                return recs
+            if time.time() > deadline:
+                raise Fail("timed out after %ss waiting for %s; got %s" %
+                           (timeout, what, summarize(recs)))
+            if self.proc.poll() is not None:
+                raise Fail("closetrace exited early (%s) waiting for %s" %
+                           (self.proc.returncode, what))
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise Fail("closetrace did not exit on SIGINT")
+        self.reader.join(timeout=5)
+        self.stderr += self.proc.stderr.read()
+        return self.proc.returncode
+
+    def __exit__(self, *a):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def summarize(recs):
+    return [{k: r.get(k) for k in ("event", "pid", "lport", "rport",
+                                    "initiator", "end", "timewait")}
+            for r in recs][-12:]
+
+
+def scenario(ns, name, *args, timeout=60, wait_file=None):
+    argv = [Ctx.bin("ctscen"), name] + list(args)
+    if wait_file:
+        argv += ["--wait-file", wait_file]
+    p = run(ns.cmd(argv), timeout=timeout)
+    lines = [l for l in p.stdout.splitlines() if l.strip()]
+    check(lines, "ctscen %s printed nothing" % name)
+    return json.loads(lines[-1])
+
+
+def closes(recs, **kw):
+    return [r for r in recs if r["event"] == "close" and
+            all(r.get(k) == v for k, v in kw.items())]
+
+
+def tws(recs, **kw):
+    return [r for r in recs if r["event"] == "timewait" and
+            all(r.get(k) == v for k, v in kw.items())]
+
+
+def traced(ns, *extra):
+    return Tracer(["--netns", str(ns.inode)] + list(extra))
+
+
+def one(lst, what):
+    check(len(lst) == 1, "expected exactly one %s, got %d" % (what, len(lst)))
+    return lst[0]
+
+
+# ---------------------------------------------------------------- tests
+
+
+def t_client_closes_first():
+    with Netns("cfirst") as ns, traced(ns) as tr:
+        s = scenario(ns, "client-first")
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 2, 10, "two close records")
+        c = one(closes(recs, lport=s["client_port"]), "client close")
+        srv = one(closes(recs, rport=s["client_port"]), "server close")
+        check(c["initiator"] == "local", "client initiator %s" % c["initiator"])
+        check(c["timewait"] is True, "client should enter TIME_WAIT")
+        check(c["pid"] == s["client_pid"], "client pid %s != %s" % (c["pid"], s["client_pid"]))
+        check(srv["initiator"] == "remote", "server initiator %s" % srv["initiator"])
+        check(srv["timewait"] is False, "server must not enter TIME_WAIT")
+        check(srv["pid"] == s["server_pid"], "server pid %s != %s" % (srv["pid"], s["server_pid"]))
+        for st in ("ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2"):
+            check(st in c["states"], "client states lack %s: %s" % (st, c["states"]))
+        for st in ("ESTABLISHED", "CLOSE_WAIT", "LAST_ACK"):
+            check(st in srv["states"], "server states lack %s: %s" % (st, srv["states"]))
+        check(c["conn_id"] != srv["conn_id"], "two connections share a conn_id")
+        check(c["netns"] == ns.inode, "netns %s != %s" % (c["netns"], ns.inode))
+        check(c["family"] == "ipv4" and c["laddr"] == "127.0.0.1", "bad address %s" % c)
+        tr.stop()
+
+
+def t_server_closes_first():
+    with Netns("sfirst") as ns, traced(ns) as tr:
+        s = scenario(ns, "server-first")
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 2, 10, "two close records")
+        c = one(closes(recs, lport=s["client_port"]), "client close")
+        srv = one(closes(recs, rport=s["client_port"]), "server close")
+        check(srv["initiator"] == "local" and srv["timewait"], "server: %s" % srv)
+        check(c["initiator"] == "remote" and not c["timewait"], "client: %s" % c)
+        check(srv["pid"] == s["server_pid"], "server pid %s" % srv["pid"])
+        check("CLOSE_WAIT" in c["states"], "client states %s" % c["states"])
+        tr.stop()
+
+
+def t_simultaneous_close():
+    with Netns("simul") as ns, traced(ns) as tr:
+        s = scenario(ns, "simultaneous")
+        check(s.get("ok_closing"), "scenario did not reach CLOSING: %s" % s)
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 2, 15, "two close records")
+        for r in closes(recs):
+            check(r["initiator"] == "simultaneous", "initiator %s" % r["initiator"])
+            check("CLOSING" in r["states"], "states %s" % r["states"])
+            check(r["timewait"], "both sides enter TIME_WAIT after CLOSING")
+        tr.stop()
+
+
+def t_linger0_reset():
+    with Netns("linger0") as ns, traced(ns) as tr:
+        s = scenario(ns, "linger0")
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 2, 10, "two close records")
+        c = one(closes(recs, lport=s["client_port"]), "client close")
+        srv = one(closes(recs, rport=s["client_port"]), "server close")
+        check(c["initiator"] == "local-reset", "client initiator %s" % c["initiator"])
+        check(c["rst_sent"] and not c["timewait"], "client: %s" % c)
+        check(c["pid"] == s["client_pid"], "client pid %s" % c["pid"])
+        check(srv["initiator"] == "remote-reset", "server initiator %s" % srv["initiator"])
+        check(not tws(recs), "no TIME_WAIT after an abort")
+        tr.stop()
+
+
+def t_unread_data_reset():
+    with Netns("unread") as ns, traced(ns) as tr:
+        s = scenario(ns, "unread")
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 2, 10, "two close records")
+        c = one(closes(recs, lport=s["client_port"]), "client close")
+        srv = one(closes(recs, rport=s["client_port"]), "server close")
+        check(c["initiator"] == "local-reset" and c["rst_sent"], "client: %s" % c)
+        check(not c["timewait"], "no TIME_WAIT after an abort")
+        check(srv["initiator"] == "remote-reset" and srv["rst_received"], "server: %s" % srv)
+        tr.stop()
+
+
+def t_close_wait_duration():
+    delay_ms = 2000
+    with Netns("closewait") as ns, traced(ns) as tr:
+        # the scenario runs in the background so the test can look at the
+        # trace while the server sits in CLOSE_WAIT
+        p = subprocess.Popen(ns.cmd([Ctx.bin("ctscen"), "close-wait", "--delay", str(delay_ms)]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            recs = tr.wait_for(lambda r: len(closes(r)) >= 1, 10, "the client's close")
+            time.sleep(delay_ms / 2000.0)
+            early = tr.parsed()
+            out, err = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        check(p.returncode == 0, "ctscen failed: %s" % err)
+        s = json.loads(out.strip().splitlines()[-1])
+        check(not closes(early, rport=s["client_port"]),
+              "the CLOSE_WAIT side's record appeared before the app closed")
+        recs = tr.wait_for(lambda r: len(closes(r, rport=s["client_port"])) == 1, 10,
+                           "the server's close")
+        srv = one(closes(recs, rport=s["client_port"]), "server close")
+        check(srv["ts_ns"] >= s["server_close_ns"], "record before the app's close()")
+        cw = srv["states"].get("CLOSE_WAIT", 0) / 1e6
+        check(abs(cw - delay_ms) <= 0.2 * delay_ms,
+              "CLOSE_WAIT %.1f ms, app delay %d ms" % (cw, delay_ms))
+        check(srv["pid"] == s["server_pid"], "server pid %s" % srv["pid"])
+        tr.stop()
+
+
+def t_ipv6():
+    with Netns("ipv6") as ns, traced(ns) as tr:
+        s = scenario(ns, "client-first", "-6")
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 2, 10, "two close records")
+        c = one(closes(recs, lport=s["client_port"]), "client close")
+        check(c["family"] == "ipv6" and c["laddr"] == "::1" and c["raddr"] == "::1",
+              "address %s" % c)
+        check(c["initiator"] == "local" and c["timewait"], "client %s" % c)
+        tr.stop()
+
+
+def t_family_filter():
+    with Netns("family") as ns, traced(ns, "-6") as tr:
+        scenario(ns, "client-first")
+        s6 = scenario(ns, "client-first", "-6", "--port", "7002")
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 2, 10, "two IPv6 close records")
+        time.sleep(0.3)
+        recs = tr.parsed()
+        check(all(r["family"] == "ipv6" for r in recs if r["event"] != "stats"),
+              "-6 let IPv4 through: %s" % summarize(recs))
+        check(closes(recs, lport=s6["client_port"]), "IPv6 close missing")
+        tr.stop()
+
+
+def t_port_filter():
+    with Netns("ports") as ns, traced(ns, "--lport", "7003") as tr:
+        scenario(ns, "client-first", "--port", "7004")
+        scenario(ns, "client-first", "--port", "7003")
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 1, 10, "the server close on 7003")
+        time.sleep(0.3)
+        recs = tr.parsed()
+        check(all(r["lport"] == 7003 for r in recs if r["event"] != "stats"),
+              "--lport 7003 let others through: %s" % summarize(recs))
+        tr.stop()
+
+
+def t_timewait_expiry():
+    with Netns("twexpire") as ns, traced(ns) as tr:
+        s = scenario(ns, "tw-expire")
+        recs = tr.wait_for(lambda r: len(tws(r)) >= 1, 75, "the TIME_WAIT to expire")
+        t = one(tws(recs, lport=s["client_port"]), "client timewait")
+        check(t["end"] == "expired", "end %s" % t["end"])
+        d = t["duration_ns"] / 1e9
+        check(60.0 <= d <= 63.0, "TIME_WAIT lasted %.2f s" % d)
+        c = one(closes(recs, lport=s["client_port"]), "client close")
+        check(c["conn_id"] == t["conn_id"], "conn_id does not join close and timewait")
+        check(t["pid"] == s["client_pid"], "timewait pid %s" % t["pid"])
+        tr.stop()
+
+
+def t_timewait_reused():
+    with Netns("twreuse", {"net.ipv4.tcp_tw_reuse": "1"}) as ns, traced(ns) as tr:
+        s = scenario(ns, "tw-reuse")
+        recs = tr.wait_for(lambda r: len(tws(r, lport=s["client_port"])) >= 1, 15,
+                           "the reused TIME_WAIT")
+        t = tws(recs, lport=s["client_port"])[0]
+        check(t["end"] == "reused", "end %s" % t["end"])
+        check(t["pid"] == s["first_pid"], "TIME_WAIT owner %s != %s" % (t["pid"], s["first_pid"]))
+        check(t["reuse_pid"] == s["reuse_pid"], "reuse_pid %s != %s" % (t["reuse_pid"], s["reuse_pid"]))
+        check(t.get("reuse_comm"), "reuse_comm missing")
+        check(0.5 <= t["duration_ns"] / 1e9 <= 30, "reuse age %.2f s" % (t["duration_ns"] / 1e9))
+        tr.stop()
+
+
+def t_timewait_reset():
+    with Netns("twrst") as ns, traced(ns) as tr:
+        s = scenario(ns, "tw-rst")
+        check(s.get("tw_gone"), "scenario did not kill the TIME_WAIT: %s" % s)
+        recs = tr.wait_for(lambda r: len(tws(r, lport=s["client_port"])) >= 1, 15,
+                           "the killed TIME_WAIT")
+        t = one(tws(recs, lport=s["client_port"]), "client timewait")
+        check(t["end"] == "reset", "end %s" % t["end"])
+        check(t["duration_ns"] < 30e9, "duration %s" % t["duration_ns"])
+        tr.stop()
+
+
+def t_timewait_not_created():
+    with Netns("twfull", {"net.ipv4.tcp_max_tw_buckets": "1"}) as ns, traced(ns) as tr:
+        s = scenario(ns, "two-closes")
+        p1, p2 = s["client_ports"]
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 4 and len(tws(r)) >= 1, 15,
+                           "four closes and a not-created TIME_WAIT")
+        c1 = one(closes(recs, lport=p1), "first client close")
+        c2 = one(closes(recs, lport=p2), "second client close")
+        check(c1["timewait"], "first close should get a timewait socket")
+        check(not c2["timewait"], "second close cannot (table full)")
+        t = one(tws(recs, lport=p2), "not-created timewait")
+        check(t["end"] == "not-created", "end %s" % t["end"])
+        tr.stop()
+
+
+def t_pid_filter():
+    with Netns("pid") as ns:
+        wait_file = "/tmp/ct-pid-go-%d" % os.getpid()
+        if os.path.exists(wait_file):
+            os.unlink(wait_file)
+        p = subprocess.Popen(ns.cmd([Ctx.bin("ctscen"), "hold", "--delay", "1000",
+                                     "--wait-file", wait_file]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = json.loads(p.stdout.readline())
+            spid = first["server_pid"]
+            with Tracer(["-p", str(spid)]) as tr:
+                open(wait_file, "w").close()
+                out, err = p.communicate(timeout=30)
+                check(p.returncode == 0, "ctscen failed: %s" % err)
+                s = json.loads(out.strip().splitlines()[-1])
+                recs = tr.wait_for(lambda r: len(closes(r)) >= 1, 10, "the server's close")
+                time.sleep(0.5)
+                recs = tr.parsed()
+                srv = one(closes(recs), "close record (server only)")
+                check(srv["pid"] == spid, "pid %s != server %s" % (srv["pid"], spid))
+                check(srv["initiator"] == "remote", "initiator %s" % srv["initiator"])
+                check("CLOSE_WAIT" in srv["states"], "states %s" % srv["states"])
+                check(not [r for r in recs if r.get("pid") == s["client_pid"]],
+                      "a client record leaked through -p")
+                tr.stop()
+        finally:
+            if p.poll() is None:
+                p.kill()
+            if os.path.exists(wait_file):
+                os.unlink(wait_file)
+
+
+def t_pid_exit_stops():
+    sleeper = subprocess.Popen(["sleep", "1"])
+    try:
+        p = subprocess.run([Ctx.bin("closetrace"), "-p", str(sleeper.pid)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=20)
+    finally:
+        sleeper.wait()
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    check("exited" in p.stderr, "no message about the process exiting: %s" % p.stderr)
+
+
+def t_states_mode():
+    with Netns("states") as ns, traced(ns, "--states") as tr:
+        s = scenario(ns, "client-first")
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 2, 10, "two close records")
+        # CLOSE -> SYN_SENT comes before the port is chosen: join by conn_id
+        cid = one(closes(recs, lport=s["client_port"]), "client close")["conn_id"]
+        st = [(r["oldstate"], r["newstate"]) for r in recs
+              if r["event"] == "state" and r["conn_id"] == cid]
+        for tr_ in (("CLOSE", "SYN_SENT"), ("SYN_SENT", "ESTABLISHED"),
+                    ("ESTABLISHED", "FIN_WAIT1"), ("FIN_WAIT1", "FIN_WAIT2"),
+                    ("FIN_WAIT2", "TIME_WAIT")):
+            check(tr_ in st, "client transitions lack %s: %s" % (tr_, st))
+        srv = [r for r in recs if r["event"] == "state" and r["rport"] == s["client_port"]]
+        check(all(r["pid"] == s["server_pid"] for r in srv),
+              "server transitions not attributed to the server: %s" %
+              [(r["oldstate"], r["newstate"], r["pid"]) for r in srv])
+        tr.stop()
+
+
+def t_stats_at_exit():
+    with Netns("stats") as ns, traced(ns, "-d", "1") as tr:
+        scenario(ns, "client-first")
+        rc = tr.wait_for(lambda r: any(x["event"] == "stats" for x in r), 10, "stats")
+        st = [x for x in rc if x["event"] == "stats"][0]
+        check(st["lost"] == 0, "lost %s" % st["lost"])
+        check(tr.stop() == 0, "exit code")
+
+
+def t_errors():
+    cases = [
+        (["--bogus"], 2, "unrecognized option"),
+        (["--lport", "70000"], 2, "port out of range"),
+        (["--rport", "80,,81"], 2, "invalid port list"),
+        (["-p", "notapid"], 2, "invalid PID"),
+        (["-d", "-3"], 2, "invalid duration"),
+        (["-p", "2147483646"], 1, "does not exist"),
+    ]
+    for args, rc, msg in cases:
+        p = run([Ctx.bin("closetrace")] + args, check_rc=False, timeout=20)
+        check(p.returncode == rc, "%s: exit %d, want %d" % (args, p.returncode, rc))
+        check(msg in p.stderr, "%s: message %r lacks %r" % (args, p.stderr, msg))
+        check(p.stderr.strip().splitlines()[0].startswith("closetrace:") or args == ["--bogus"],
+              "%s: message %r" % (args, p.stderr))
+    # not root: drop to nobody
+    p = run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             Ctx.bin("closetrace")], check_rc=False, timeout=20)
+    check(p.returncode == 1 and "root" in p.stderr, "as nobody: %d %r" % (p.returncode, p.stderr))
+
+
+def t_smoke_sigterm():
+    p = subprocess.Popen([Ctx.bin("closetrace")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    line = p.stderr.readline()
+    check(line.startswith("Tracing"), "no start line: %r" % line)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=10)
+    check(p.returncode == 0, "exit %d on SIGTERM: %s" % (p.returncode, err))
+    check(out.startswith("PID"), "no table header: %r" % out[:80])
+
+
+INTEGRATION = [
+    t_timewait_expiry,  # first: it takes a minute and runs alongside the rest
+    t_client_closes_first, t_server_closes_first, t_simultaneous_close,
+    t_linger0_reset, t_unread_data_reset, t_close_wait_duration, t_ipv6,
+    t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
+    t_timewait_not_created, t_pid_filter, t_pid_exit_stops, t_states_mode,
+    t_stats_at_exit, t_errors, t_smoke_sigterm,
+]
+PARALLEL = {t_timewait_expiry}
+
+
+class Results:
+    def __init__(self):
+        self.passed = self.failed = self.skipped = 0
+        self.lock = threading.Lock()
+
+    def record(self, name, status, detail=""):
+        with self.lock:
+            setattr(self, status, getattr(self, status) + 1)
+            print("%s %s%s" % (status.upper()[:4], name,
+                               (": " + detail) if detail else ""), flush=True)
+
+
+def run_test(fn, res):
+    name = fn.__name__[2:]
+    t0 = time.time()
+    try:
+        fn()
+    except Skip as e:
+        res.record(name, "skipped", str(e))
+        return
+    except Fail as e:
+        res.record(name, "failed", str(e))
+        return
+    except Exception as e:  # a broken test is a failed test
+        res.record(name, "failed", "%s\n%s" % (e, traceback.format_exc()))
+        return
+    res.record(name, "passed", "%.1fs" % (time.time() - t0))
+
+
+def run_units(res):
+    p = run([Ctx.bin("test_units")], check_rc=False, timeout=60)
+    for line in p.stdout.splitlines():
+        m = re.match(r"(PASS|FAIL) (\S+?)(?::\s*(.*))?$", line)
+        if m:
+            res.record("unit/" + m.group(2), "passed" if m.group(1) == "PASS" else "failed",
+                       m.group(3) or "")
+    if p.returncode not in (0, 1):
+        res.record("unit", "failed", "test_units crashed (%d): %s" % (p.returncode, p.stderr))
+
+
+def can_trace():
+    if os.geteuid() != 0:
+        return "not root"
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return "no kernel BTF"
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("-k", default=None, help="run only tests whose name contains this")
+    ap.add_argument("--unit-only", action="store_true")
+    a = ap.parse_args()
+    Ctx.build = a.build
+    res = Results()
+    run_units(res)
+    if not a.unit_only:
+        why = can_trace()
+        tests = [t for t in INTEGRATION if not a.k or a.k in t.__name__]
+        if why:
+            for t in tests:
+                res.record(t.__name__[2:], "failed" if CI else "skipped",
+                           "cannot trace here: " + why)
+        else:
+            threads = []
+            for t in tests:
+                if t in PARALLEL:
+                    th = threading.Thread(target=run_test, args=(t, res))
+                    th.start()
+                    threads.append(th)
+                else:
+                    run_test(t, res)
+            for th in threads:
+                th.join()
+    line = "%d passed, %d failed" % (res.passed, res.failed)
+    if res.skipped:
+        line += ", %d skipped" % res.skipped
+    print(line)
+    return 1 if res.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
