@@ -430,8 +430,8 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 			zero.state_ts = now;
 		} else {
 			/* existed before tracing started */
+			/* the current state's start is unknown: not reported */
 			zero.flags = CT_F_PREEXISTING;
-			zero.visited = 1 << old;
 			if (old != S_ESTABLISHED && old != S_SYN_SENT && old != S_SYN_RECV)
 				zero.initiator = CT_INIT_UNKNOWN;
 			if (filter_pid)

@@ -496,13 +496,27 @@ def t_smoke_sigterm():
     check(out.startswith("PID"), "no table header: %r" % out[:80])
 
 
+def t_classic_tracepoints():
+    # the fallback for kernels without BTF tracepoints, forced here
+    with Netns("classic") as ns, traced(ns, "--classic-tracepoints") as tr:
+        s = scenario(ns, "client-first")
+        s2 = scenario(ns, "linger0", "--port", "7002")
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 4, 10, "four close records")
+        c = one(closes(recs, lport=s["client_port"]), "client close")
+        check(c["initiator"] == "local" and c["timewait"], "client %s" % c)
+        check(c["pid"] == s["client_pid"], "client pid %s" % c["pid"])
+        l = one(closes(recs, lport=s2["client_port"]), "linger0 close")
+        check(l["initiator"] == "local-reset", "linger0 initiator %s" % l["initiator"])
+        tr.stop()
+
+
 INTEGRATION = [
     t_timewait_expiry,  # first: it takes a minute and runs alongside the rest
     t_client_closes_first, t_server_closes_first, t_simultaneous_close,
     t_linger0_reset, t_unread_data_reset, t_close_wait_duration, t_ipv6,
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
     t_timewait_not_created, t_pid_filter, t_pid_exit_stops, t_states_mode,
-    t_stats_at_exit, t_errors, t_smoke_sigterm,
+    t_stats_at_exit, t_errors, t_smoke_sigterm, t_classic_tracepoints,
 ]
 PARALLEL = {t_timewait_expiry}
 

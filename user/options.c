@@ -23,16 +23,15 @@ enum {
 static const char doc[] =
 	"Trace TCP connection closes: who closed, how long each closing state and\n"
 	"TIME_WAIT lasted, and how TIME_WAIT ended.\n"
-	"\n"
-	"USAGE: closetrace [-p PID] [-4|-6] [--lport PORTS] [--rport PORTS] [-d SECONDS]\n"
-	"                  [--json] [--states] [-T] [-v]\n"
-	"\n"
+	"\v"
 	"EXAMPLES:\n"
 	"    closetrace                  # every TCP close on the host, as a table\n"
 	"    closetrace -p 1234          # connections owned by process 1234\n"
 	"    closetrace --lport 80,443   # connections on local ports 80 or 443\n"
 	"    closetrace --json -d 10     # JSON lines for 10 seconds\n"
 	"    closetrace --states -T      # every transition, TIME_WAIT included\n";
+
+static const char args_doc[] = "";
 
 static const struct argp_option option_table[] = {
 	{ NULL, 0, NULL, 0, "Filters:", 1 },
@@ -197,6 +196,7 @@ int options_parse(int argc, char **argv, struct ct_options *opts)
 	static const struct argp argp = {
 		.options = option_table,
 		.parser = parse_opt,
+		.args_doc = args_doc,
 		.doc = doc,
 	};
 	struct parse_state ps = { .opts = opts };
