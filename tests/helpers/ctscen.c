@@ -1,0 +1,2010 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ctscen - drive real TCP close scenarios on loopback for closetrace
+ * integration tests.
+ *
+ *   ctscen SCENARIO [-6] [--port N] [--cport N] [--delay MS] [--gap MS]
+ *                   [--wait-file PATH] [--set-sysctl] [--debug]
+ *
+ * Run it inside a private network namespace (ip netns exec NS ctscen ...).
+ * Server and client are separate forked processes; the parent coordinates
+ * them over pipes, verifies socket states with sock_diag and prints exactly
+ * one JSON object line on stdout ("hold" prints two lines).  All timestamps
+ * are CLOCK_MONOTONIC nanoseconds (same clock as bpf_ktime_get_ns()).
+ * On failure: one line on stderr, exit status 1.
+ *
+ * Build: gcc -O2 -Wall -Wextra -Werror -o ctscen ctscen.c
+ * See README.md next to this file for the scenarios and JSON fields.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* TCP states as the kernel numbers them (include/net/tcp_states.h) */
+enum {
+	ST_ESTABLISHED = 1, ST_SYN_SENT, ST_SYN_RECV, ST_FIN_WAIT1, ST_FIN_WAIT2,
+	ST_TIME_WAIT, ST_CLOSE, ST_CLOSE_WAIT, ST_LAST_ACK, ST_LISTEN, ST_CLOSING,
+};
+
+#define NFT_TABLE "ctscen_sim"
+#define MAX_CH 8
+#define STEP_MS 10000 /* default timeout of one coordination step */
+
+/* ------------------------------------------------------------------ */
+/* global options / state                                             */
+
+static const char *g_scen = "?";
+static int g_fam = AF_INET;
+static int g_port = 7001;
+static int g_cport = 7100;
+static int g_delay = 2000;
+static int g_gap = 1200;
+static int g_set_sysctl;
+static int g_debug;
+static const char *g_wait_file;
+static unsigned g_alarm = 30;
+
+static int g_is_child;
+static int g_cmd_r = -1; /* child: commands from parent */
+static int g_rep_w = -1; /* child: reports to parent */
+
+static char g_nft_path[64];
+static volatile sig_atomic_t g_nft_active;
+static char g_alarm_msg[128];
+static size_t g_alarm_msg_len;
+
+struct chan {
+	const char *name;
+	pid_t pid;
+	int cmd_w;
+	int rep_r;
+	int eof;
+	int exit_sent;
+	char buf[2048];
+	size_t blen;
+	char *pend[64];
+	int npend;
+};
+static struct chan g_ch[MAX_CH];
+static volatile sig_atomic_t g_nch;
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static const char *fam_name(void)
+{
+	return g_fam == AF_INET6 ? "ipv6" : "ipv4";
+}
+
+/* ------------------------------------------------------------------ */
+/* nftables (simultaneous scenario)                                   */
+
+/* async-signal-safe: fork/open/dup2/execv/waitpid/_exit only */
+static int nft_exec(char *const argv[], int stdin_fd, int quiet)
+{
+	pid_t pid;
+	int st;
+
+	if (!g_nft_path[0])
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int dn = open("/dev/null", O_RDWR);
+
+		if (dn >= 0) {
+			if (stdin_fd < 0)
+				dup2(dn, 0);
+			dup2(dn, 1); /* never pollute our stdout */
+			if (quiet)
+				dup2(dn, 2);
+		}
+		if (stdin_fd >= 0)
+			dup2(stdin_fd, 0);
+		execv(g_nft_path, argv);
+		_exit(127);
+	}
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int nft_delete_table(int quiet)
+{
+	static char a0[] = "nft", a1[] = "delete", a2[] = "table", a3[] = "inet",
+		    a4[] = NFT_TABLE;
+	char *argv[] = { a0, a1, a2, a3, a4, NULL };
+
+	return nft_exec(argv, -1, quiet);
+}
+
+static void nft_cleanup(void)
+{
+	if (g_nft_active) {
+		g_nft_active = 0;
+		nft_delete_table(1);
+	}
+}
+
+static void kill_children(void)
+{
+	for (int i = 0; i < g_nch; i++)
+		if (g_ch[i].pid > 0)
+			kill(g_ch[i].pid, SIGKILL);
+}
+
+/* ------------------------------------------------------------------ */
+/* failure handling                                                   */
+
+__attribute__((noreturn, format(printf, 1, 2)))
+static void die(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	for (char *p = msg; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+
+	if (g_is_child) {
+		char line[600];
+		int n = snprintf(line, sizeof(line), "error %s\n", msg);
+
+		if (g_rep_w < 0 || write(g_rep_w, line, (size_t)n) != n)
+			fprintf(stderr, "ctscen: %s: %s\n", g_scen, msg);
+		_exit(1);
+	}
+	kill_children();
+	nft_cleanup();
+	fflush(stdout);
+	fprintf(stderr, "ctscen: %s: %s\n", g_scen, msg);
+	for (int i = 0; i < g_nch; i++)
+		if (g_ch[i].pid > 0)
+			waitpid(g_ch[i].pid, NULL, 0);
+	exit(1);
+}
+
+static void on_fatal_signal(int sig)
+{
+	if (g_is_child) {
+		static const char m[] = "error timed out (alarm) or killed\n";
+
+		if (g_rep_w >= 0 && write(g_rep_w, m, sizeof(m) - 1) < 0) {
+			/* nothing else we can do */
+		}
+		_exit(1);
+	}
+	kill_children();
+	for (int i = 0; i < g_nch; i++)
+		if (g_ch[i].pid > 0)
+			waitpid(g_ch[i].pid, NULL, 0);
+	nft_cleanup();
+	if (sig == SIGALRM) {
+		if (write(2, g_alarm_msg, g_alarm_msg_len) < 0) {
+			/* ignore */
+		}
+	} else {
+		static const char m[] = "ctscen: interrupted by a signal\n";
+
+		if (write(2, m, sizeof(m) - 1) < 0) {
+			/* ignore */
+		}
+	}
+	_exit(1);
+}
+
+/* ------------------------------------------------------------------ */
+/* parent <-> child channels                                          */
+
+/* child: read one line from fd with a deadline; 0 ok, -1 eof, -2 timeout */
+static int fd_read_line(int fd, char *buf, size_t cap, long long deadline)
+{
+	size_t n = 0;
+
+	for (;;) {
+		long long rem = (deadline - now_ns()) / 1000000;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char c;
+		ssize_t k;
+		int r;
+
+		if (rem < 0)
+			return -2;
+		r = poll(&p, 1, rem > INT_MAX ? INT_MAX : (int)rem + 1);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -3;
+		}
+		if (r == 0)
+			continue; /* re-check deadline */
+		k = read(fd, &c, 1);
+		if (k < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -3;
+		}
+		if (k == 0)
+			return -1;
+		if (c == '\n') {
+			buf[n] = 0;
+			return 0;
+		}
+		if (n + 1 < cap)
+			buf[n++] = c;
+	}
+}
+
+__attribute__((format(printf, 2, 3)))
+static void rep(const char *key, const char *fmt, ...)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), "%s ", key);
+	va_list ap;
+
+	va_start(ap, fmt);
+	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	line[n++] = '\n';
+	if (write(g_rep_w, line, (size_t)n) != n)
+		_exit(1);
+}
+
+static void cmd_get(char *line, size_t cap, int timeout_ms)
+{
+	int r = fd_read_line(g_cmd_r, line, cap, now_ns() + timeout_ms * 1000000LL);
+
+	if (r == -1)
+		_exit(1); /* parent is gone */
+	if (r == -2)
+		die("timeout waiting for a command");
+	if (r < 0)
+		die("command pipe: %s", strerror(errno));
+}
+
+static void cmd_wait(const char *word, int timeout_ms)
+{
+	char line[128];
+
+	cmd_get(line, sizeof(line), timeout_ms);
+	if (strcmp(line, word))
+		die("expected command '%s', got '%s'", word, line);
+}
+
+static void cmd_send(struct chan *c, const char *word)
+{
+	char line[128];
+	int n = snprintf(line, sizeof(line), "%s\n", word);
+
+	if (write(c->cmd_w, line, (size_t)n) != n)
+		die("cannot send '%s' to %s: %s", word, c->name, strerror(errno));
+	if (!strcmp(word, "exit"))
+		c->exit_sent = 1;
+}
+
+static void chan_exit_desc(struct chan *c, char *out, size_t cap)
+{
+	int st;
+	pid_t r = waitpid(c->pid, &st, 0);
+
+	if (r != c->pid)
+		snprintf(out, cap, "unknown status");
+	else if (WIFEXITED(st))
+		snprintf(out, cap, "exit status %d", WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(out, cap, "killed by signal %d", WTERMSIG(st));
+	else
+		snprintf(out, cap, "status 0x%x", st);
+	c->pid = -1;
+}
+
+/* parent: read whatever the children have written, until deadline or data */
+static void pump(long long deadline)
+{
+	struct pollfd p[MAX_CH];
+	int idx[MAX_CH], n = 0, r;
+	long long rem;
+
+	for (int i = 0; i < g_nch; i++) {
+		if (g_ch[i].eof)
+			continue;
+		p[n].fd = g_ch[i].rep_r;
+		p[n].events = POLLIN;
+		p[n].revents = 0;
+		idx[n++] = i;
+	}
+	rem = (deadline - now_ns()) / 1000000;
+	if (rem < 0)
+		rem = 0;
+	if (n == 0) {
+		sleep_ms(rem > 10 ? 10 : rem);
+		return;
+	}
+	r = poll(p, (nfds_t)n, rem > INT_MAX ? INT_MAX : (int)rem + 1);
+	if (r <= 0)
+		return;
+	for (int j = 0; j < n; j++) {
+		struct chan *c = &g_ch[idx[j]];
+		ssize_t k;
+		char *s, *nl;
+
+		if (!p[j].revents)
+			continue;
+		k = read(c->rep_r, c->buf + c->blen, sizeof(c->buf) - 1 - c->blen);
+		if (k < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			die("reading from %s: %s", c->name, strerror(errno));
+		}
+		if (k == 0) {
+			c->eof = 1;
+			if (!c->exit_sent) {
+				char d[64];
+
+				chan_exit_desc(c, d, sizeof(d));
+				die("%s process exited unexpectedly (%s)", c->name, d);
+			}
+			continue;
+		}
+		c->blen += (size_t)k;
+		c->buf[c->blen] = 0;
+		s = c->buf;
+		while ((nl = strchr(s, '\n'))) {
+			*nl = 0;
+			if (!strncmp(s, "error ", 6))
+				die("%s: %s", c->name, s + 6);
+			if (g_debug)
+				fprintf(stderr, "[%s] %s\n", c->name, s);
+			if (c->npend >= (int)(sizeof(c->pend) / sizeof(c->pend[0])))
+				die("too many unconsumed reports from %s", c->name);
+			c->pend[c->npend++] = strdup(s);
+			s = nl + 1;
+		}
+		c->blen = strlen(s);
+		memmove(c->buf, s, c->blen + 1);
+		if (c->blen >= sizeof(c->buf) - 1)
+			die("overlong report line from %s", c->name);
+	}
+}
+
+/* parent: wait for the next "key value" report of a child, return value */
+static char *kv_get(struct chan *c, const char *key, int timeout_ms)
+{
+	size_t kl = strlen(key);
+	long long deadline = now_ns() + timeout_ms * 1000000LL;
+
+	for (;;) {
+		for (int i = 0; i < c->npend; i++) {
+			char *l = c->pend[i];
+
+			if (!strncmp(l, key, kl) && l[kl] == ' ') {
+				char *v = strdup(l + kl + 1);
+
+				free(l);
+				memmove(&c->pend[i], &c->pend[i + 1],
+					(size_t)(c->npend - i - 1) * sizeof(char *));
+				c->npend--;
+				return v;
+			}
+		}
+		if (now_ns() > deadline)
+			die("timeout waiting for '%s' from %s", key, c->name);
+		pump(deadline);
+	}
+}
+
+static long long kv_ll(struct chan *c, const char *key, int timeout_ms)
+{
+	char *v = kv_get(c, key, timeout_ms), *end;
+	long long x = strtoll(v, &end, 10);
+
+	if (*end)
+		die("bad value '%s' for %s from %s", v, key, c->name);
+	free(v);
+	return x;
+}
+
+typedef void (*child_fn)(const void *arg);
+
+static struct chan *spawn(const char *name, child_fn fn, const void *arg)
+{
+	int cmd[2], rp[2];
+	struct chan *c;
+	pid_t ppid = getpid(), pid;
+
+	if (g_nch >= MAX_CH)
+		die("too many children");
+	if (pipe2(cmd, O_CLOEXEC) || pipe2(rp, O_CLOEXEC))
+		die("pipe: %s", strerror(errno));
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		g_is_child = 1;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != ppid)
+			_exit(1);
+		for (int i = 0; i < g_nch; i++) {
+			close(g_ch[i].cmd_w);
+			close(g_ch[i].rep_r);
+			g_ch[i].pid = -1;
+		}
+		g_nch = 0;
+		g_nft_active = 0;
+		close(cmd[1]);
+		close(rp[0]);
+		g_cmd_r = cmd[0];
+		g_rep_w = rp[1];
+		alarm(g_alarm + 5);
+		fn(arg);
+		_exit(0);
+	}
+	close(cmd[0]);
+	close(rp[1]);
+	c = &g_ch[g_nch];
+	memset(c, 0, sizeof(*c));
+	c->name = name;
+	c->pid = pid;
+	c->cmd_w = cmd[1];
+	c->rep_r = rp[0];
+	g_nch++;
+	return c;
+}
+
+/* parent: tell every child to exit and reap them (bounded) */
+static void finish_children(void)
+{
+	long long deadline = now_ns() + 5000000000LL;
+	int open_ch;
+
+	for (int i = 0; i < g_nch; i++)
+		if (!g_ch[i].exit_sent && !g_ch[i].eof)
+			cmd_send(&g_ch[i], "exit");
+	do {
+		open_ch = 0;
+		for (int i = 0; i < g_nch; i++)
+			open_ch += !g_ch[i].eof;
+		if (!open_ch)
+			break;
+		if (now_ns() > deadline)
+			die("children did not exit in time");
+		pump(deadline);
+	} while (1);
+	for (int i = 0; i < g_nch; i++) {
+		struct chan *c = &g_ch[i];
+		int st;
+
+		if (c->pid <= 0)
+			continue;
+		while (waitpid(c->pid, &st, 0) < 0)
+			if (errno != EINTR)
+				die("waitpid: %s", strerror(errno));
+		c->pid = -1;
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			die("%s process failed (status 0x%x)", c->name, st);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* socket helpers                                                     */
+
+static socklen_t mkaddr(struct sockaddr_storage *ss, int port)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (g_fam == AF_INET) {
+		struct sockaddr_in *s = (struct sockaddr_in *)ss;
+
+		s->sin_family = AF_INET;
+		s->sin_port = htons((uint16_t)port);
+		s->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		return sizeof(*s);
+	} else {
+		struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
+
+		s->sin6_family = AF_INET6;
+		s->sin6_port = htons((uint16_t)port);
+		s->sin6_addr = in6addr_loopback;
+		return sizeof(*s);
+	}
+}
+
+static int sock_port(int fd, int peer)
+{
+	struct sockaddr_storage ss;
+	socklen_t l = sizeof(ss);
+
+	if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &l)
+		  : getsockname(fd, (struct sockaddr *)&ss, &l)) < 0)
+		die("get%sname: %s", peer ? "peer" : "sock", strerror(errno));
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static int mk_listener(int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t l = mkaddr(&ss, port);
+	int one = 1;
+	int fd = socket(g_fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		die("socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, l) < 0)
+		die("bind listener port %d: %s", port, strerror(errno));
+	if (listen(fd, 16) < 0)
+		die("listen: %s", strerror(errno));
+	return fd;
+}
+
+static int wait_fd(int fd, short ev, int timeout_ms)
+{
+	long long deadline = now_ns() + timeout_ms * 1000000LL;
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = ev };
+		long long rem = (deadline - now_ns()) / 1000000;
+		int r;
+
+		if (rem < 0)
+			return 0;
+		r = poll(&p, 1, (int)rem + 1);
+		if (r > 0)
+			return 1;
+		if (r < 0 && errno != EINTR)
+			die("poll: %s", strerror(errno));
+	}
+}
+
+static int do_accept(int lfd, int timeout_ms)
+{
+	int fd;
+
+	if (!wait_fd(lfd, POLLIN, timeout_ms))
+		die("accept: timeout");
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		die("accept: %s", strerror(errno));
+	return fd;
+}
+
+static int do_connect(int bind_port, long long *t_before, long long *t_after)
+{
+	struct sockaddr_storage ss;
+	socklen_t l;
+	int fd = socket(g_fam, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int one = 1, err = 0, fl;
+	socklen_t el = sizeof(err);
+
+	if (fd < 0)
+		die("socket: %s", strerror(errno));
+	if (bind_port) {
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)))
+			die("SO_REUSEADDR: %s", strerror(errno));
+		l = mkaddr(&ss, bind_port);
+		if (bind(fd, (struct sockaddr *)&ss, l) < 0)
+			die("bind local port %d: %s", bind_port, strerror(errno));
+	}
+	l = mkaddr(&ss, g_port);
+	*t_before = now_ns();
+	if (connect(fd, (struct sockaddr *)&ss, l) < 0) {
+		if (errno != EINPROGRESS)
+			die("connect to port %d: %s", g_port, strerror(errno));
+		if (!wait_fd(fd, POLLOUT, 5000))
+			die("connect to port %d: timeout", g_port);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err)
+			die("connect to port %d: %s", g_port, strerror(err));
+	}
+	*t_after = now_ns();
+	fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	return fd;
+}
+
+static void write_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n) {
+		ssize_t k;
+
+		if (!wait_fd(fd, POLLOUT, 5000))
+			die("send: timeout");
+		k = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			die("send: %s", strerror(errno));
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+}
+
+static void read_exact(int fd, size_t n, int timeout_ms)
+{
+	char buf[256];
+	long long deadline = now_ns() + timeout_ms * 1000000LL;
+
+	while (n) {
+		long long rem = (deadline - now_ns()) / 1000000;
+		ssize_t k;
+
+		if (rem < 0 || !wait_fd(fd, POLLIN, (int)rem))
+			die("read: timeout");
+		k = recv(fd, buf, n < sizeof(buf) ? n : sizeof(buf), MSG_DONTWAIT);
+		if (k < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			die("read: %s", strerror(errno));
+		}
+		if (k == 0)
+			die("read: unexpected EOF");
+		n -= (size_t)k;
+	}
+}
+
+/* read (and discard) until EOF: 0 = EOF, else errno (e.g. ECONNRESET) */
+static int read_to_eof(int fd, int timeout_ms)
+{
+	char buf[512];
+	long long deadline = now_ns() + timeout_ms * 1000000LL;
+
+	for (;;) {
+		long long rem = (deadline - now_ns()) / 1000000;
+		ssize_t k;
+
+		if (rem < 0 || !wait_fd(fd, POLLIN, (int)rem))
+			die("waiting for EOF: timeout");
+		k = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (k == 0)
+			return 0;
+		if (k < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return errno;
+		}
+	}
+}
+
+static void rep_rtt(int fd)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) == 0)
+		rep("rtt", "rtt_us=%u rttvar_us=%u rto_us=%u", ti.tcpi_rtt,
+		    ti.tcpi_rttvar, ti.tcpi_rto);
+}
+
+static int tcp_state_of(int fd)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0)
+		die("TCP_INFO: %s", strerror(errno));
+	return ti.tcpi_state;
+}
+
+static void pin_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) < 0)
+		die("sched_setaffinity(%d): %s", cpu, strerror(errno));
+}
+
+/* ------------------------------------------------------------------ */
+/* sock_diag                                                          */
+
+/*
+ * Look up the TCP socket (incl. TIME_WAIT / orphaned FIN_WAIT2 minisocks)
+ * with local port sport and remote port dport in this netns.
+ * Returns its state (for timewait sockets: the tw substate, i.e.
+ * ST_TIME_WAIT or ST_FIN_WAIT2), 0 if there is none.
+ */
+static int diag_state(int sport, int dport)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 r;
+	} req;
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+	struct timeval tv = { 2, 0 };
+	long buf[8192 / sizeof(long)];
+	int fd, found = 0, done = 0;
+
+	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		die("sock_diag socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	memset(&req, 0, sizeof(req));
+	req.nlh.nlmsg_len = sizeof(req);
+	req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	req.nlh.nlmsg_seq = 1;
+	req.r.sdiag_family = (uint8_t)g_fam;
+	req.r.sdiag_protocol = IPPROTO_TCP;
+	req.r.idiag_states = 0xffffffffu;
+	if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		die("sock_diag send: %s", strerror(errno));
+	while (!done) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		struct nlmsghdr *h;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			die("sock_diag recv: %s", strerror(errno));
+		}
+		if (n == 0)
+			break;
+		for (h = (struct nlmsghdr *)buf; NLMSG_OK(h, (unsigned)n);
+		     h = NLMSG_NEXT(h, n)) {
+			struct inet_diag_msg *m;
+
+			if (h->nlmsg_type == NLMSG_DONE) {
+				done = 1;
+				break;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR)
+				die("sock_diag: error reply");
+			m = NLMSG_DATA(h);
+			if (ntohs(m->id.idiag_sport) == sport &&
+			    ntohs(m->id.idiag_dport) == dport)
+				found = m->idiag_state;
+		}
+	}
+	close(fd);
+	return found;
+}
+
+/* poll until diag_state()==want (want 0: socket gone); 1 if reached */
+static int diag_wait(int sport, int dport, int want, int timeout_ms,
+		     long long *when)
+{
+	long long deadline = now_ns() + timeout_ms * 1000000LL;
+
+	for (;;) {
+		int st = diag_state(sport, dport);
+		long long t = now_ns();
+
+		if (st == want) {
+			if (when)
+				*when = t;
+			return 1;
+		}
+		if (t > deadline)
+			return 0;
+		sleep_ms(5);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* the two roles                                                      */
+
+enum mode { M_CF, M_CW, M_SF, M_SIM, M_LINGER0, M_UNREAD };
+
+struct role_cfg {
+	enum mode mode;
+	int nconn;
+	int bind_port; /* client: local port to bind (0 = ephemeral) */
+	int cpu;       /* pin to this cpu (-1: no pinning) */
+	int delay_ms;  /* server: CLOSE_WAIT dwell for M_CW */
+	int hold;      /* server: print the early pid/port line */
+};
+
+static const char hello[] = "hello";
+
+static long long coarse_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* length of a jiffy: CLOCK_MONOTONIC_COARSE advances once per tick */
+static long long tick_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_getres(CLOCK_MONOTONIC_COARSE, &ts) || ts.tv_sec ||
+	    ts.tv_nsec <= 0)
+		return 4000000;
+	return ts.tv_nsec;
+}
+
+/*
+ * Simultaneous close, shutdown(SHUT_WR) in a chosen jiffy.
+ * "info" -> report our RTO; "shut T" -> shutdown(SHUT_WR) right after the
+ * first tick edge of CLOCK_MONOTONIC_COARSE past T - tick/2 (the coarse
+ * clock and jiffies advance together), then report that edge.
+ * The FIN retransmit timer is armed at jiffies + rto; picking the jiffy of
+ * each side's shutdown lets both retransmit timers expire in the same tick.
+ * We spin at SCHED_FIFO (best effort) so a busy CPU cannot make us late.
+ */
+static void sim_shut(int fd)
+{
+	struct tcp_info ti;
+	struct sched_param rt = { .sched_priority = 10 }, normal = { 0 };
+	struct timespec wake;
+	socklen_t l = sizeof(ti);
+	char line[128], *end;
+	long long target, edge, t, tick = tick_ns(), deadline;
+	int is_rt;
+
+	cmd_wait("info", STEP_MS);
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l))
+		die("TCP_INFO: %s", strerror(errno));
+	rep("rto_us", "%u", ti.tcpi_rto);
+	cmd_get(line, sizeof(line), STEP_MS);
+	if (strncmp(line, "shut ", 5))
+		die("expected 'shut T', got '%s'", line);
+	target = strtoll(line + 5, &end, 10) - tick / 2;
+	if (*end || target <= 0)
+		die("bad shut target '%s'", line);
+	is_rt = sched_setscheduler(0, SCHED_FIFO, &rt) == 0;
+	t = target - 2000000;
+	wake.tv_sec = t / 1000000000LL;
+	wake.tv_nsec = t % 1000000000LL;
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL) == EINTR)
+		;
+	deadline = now_ns() + 1000000000LL;
+	while ((edge = coarse_ns()) < target)
+		if (now_ns() > deadline)
+			die("tick edge not reached (coarse clock stuck?)");
+	t = now_ns();
+	if (shutdown(fd, SHUT_WR) < 0)
+		die("shutdown: %s", strerror(errno));
+	if (is_rt)
+		sched_setscheduler(0, SCHED_OTHER, &normal);
+	rep("shut_edge", "%lld", edge);
+	rep("shut_ns", "%lld", t);
+}
+
+/*
+ * Simultaneous close, after shutdown(SHUT_WR): wait for the parent's go,
+ * report the socket state (TCP_CLOSE once it moved to TIME_WAIT), close().
+ * Deliberately no TCP_INFO polling while the FINs are in flight: it takes
+ * the socket lock, and a retransmit timer firing meanwhile gets deferred to
+ * release_sock(), which serialises the two FINs again.
+ */
+static void sim_close(int fd, const char *key)
+{
+	long long t;
+
+	cmd_wait("close", STEP_MS);
+	rep("final_state", "%d", tcp_state_of(fd));
+	t = now_ns();
+	close(fd);
+	rep(key, "%lld", t);
+}
+
+static void server_main(const void *arg)
+{
+	const struct role_cfg *cfg = arg;
+	int lfd, fd;
+	char big[100];
+
+	pin_cpu(cfg->cpu);
+	lfd = mk_listener(g_port);
+	if (cfg->hold) {
+		printf("{\"server_pid\":%d,\"server_port\":%d}\n", (int)getpid(),
+		       sock_port(lfd, 0));
+		fflush(stdout);
+	}
+	rep("ready", "%d", sock_port(lfd, 0));
+	for (int i = 0; i < cfg->nconn; i++) {
+		long long t;
+		int r;
+
+		fd = do_accept(lfd, (int)g_alarm * 1000);
+		rep("accepted", "%d", sock_port(fd, 1));
+		read_exact(fd, sizeof(hello) - 1, 5000);
+		rep("srv_data", "%d", (int)sizeof(hello) - 1);
+		switch (cfg->mode) {
+		case M_CF:
+		case M_CW:
+			r = read_to_eof(fd, STEP_MS);
+			t = now_ns();
+			if (r)
+				die("server expected EOF, got %s", strerror(r));
+			rep("server_eof_ns", "%lld", t);
+			if (cfg->mode == M_CW)
+				sleep_ms(cfg->delay_ms);
+			t = now_ns();
+			close(fd);
+			rep("server_close_ns", "%lld", t);
+			break;
+		case M_SF:
+			cmd_wait("close", STEP_MS);
+			t = now_ns();
+			close(fd);
+			rep("server_close_ns", "%lld", t);
+			break;
+		case M_SIM:
+			if (g_debug)
+				rep_rtt(fd);
+			sim_shut(fd);
+			sim_close(fd, "server_close_ns");
+			break;
+		case M_LINGER0:
+		case M_UNREAD:
+			if (cfg->mode == M_UNREAD) {
+				memset(big, 'x', sizeof(big));
+				write_all(fd, big, sizeof(big));
+				rep("srv_sent", "%d", (int)sizeof(big));
+			}
+			r = read_to_eof(fd, STEP_MS);
+			rep("server_read", "%s", r == 0 ? "eof" :
+			    r == ECONNRESET ? "reset" : strerror(r));
+			t = now_ns();
+			close(fd);
+			rep("server_close_ns", "%lld", t);
+			break;
+		}
+	}
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+	close(lfd);
+}
+
+static void client_main(const void *arg)
+{
+	const struct role_cfg *cfg = arg;
+	struct linger lg = { 1, 0 };
+
+	pin_cpu(cfg->cpu);
+	for (int i = 0; i < cfg->nconn; i++) {
+		long long t, t2;
+		int fd, r, avail = 0;
+
+		if (i > 0)
+			cmd_wait("next", STEP_MS);
+		fd = do_connect(cfg->bind_port, &t, &t2);
+		rep("client_port", "%d", sock_port(fd, 0));
+		rep("connect_ns", "%lld", t);
+		rep("connected_ns", "%lld", t2);
+		write_all(fd, hello, sizeof(hello) - 1);
+		switch (cfg->mode) {
+		case M_CF:
+		case M_CW:
+			cmd_wait("close", STEP_MS);
+			t = now_ns();
+			close(fd);
+			rep("client_close_ns", "%lld", t);
+			break;
+		case M_SF:
+			r = read_to_eof(fd, STEP_MS);
+			t = now_ns();
+			if (r)
+				die("client expected EOF, got %s", strerror(r));
+			rep("client_eof_ns", "%lld", t);
+			t = now_ns();
+			close(fd);
+			rep("client_close_ns", "%lld", t);
+			break;
+		case M_SIM:
+			if (g_debug)
+				rep_rtt(fd);
+			sim_shut(fd);
+			sim_close(fd, "client_close_ns");
+			break;
+		case M_LINGER0:
+			cmd_wait("close", STEP_MS);
+			if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)))
+				die("SO_LINGER: %s", strerror(errno));
+			t = now_ns();
+			close(fd);
+			rep("client_close_ns", "%lld", t);
+			break;
+		case M_UNREAD:
+			/* wait until the 100 bytes sit in our receive queue */
+			for (int k = 0; k < 5000 && avail < 100; k++) {
+				if (ioctl(fd, FIONREAD, &avail) < 0)
+					die("FIONREAD: %s", strerror(errno));
+				if (avail < 100)
+					sleep_ms(1);
+			}
+			if (avail < 100)
+				die("unread data did not arrive (%d bytes)", avail);
+			rep("client_unread", "%d", avail);
+			t = now_ns();
+			close(fd);
+			rep("client_close_ns", "%lld", t);
+			break;
+		}
+	}
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON output                                                        */
+
+static char g_json[8192];
+static size_t g_jlen;
+
+__attribute__((format(printf, 1, 2)))
+static void jraw(const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(g_json + g_jlen, sizeof(g_json) - g_jlen, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(g_json) - g_jlen)
+		die("json buffer overflow");
+	g_jlen += (size_t)n;
+}
+
+static void jkey(const char *k)
+{
+	jraw("%s\"%s\":", g_jlen > 1 ? "," : "", k);
+}
+
+static void jll(const char *k, long long v)
+{
+	jkey(k);
+	jraw("%lld", v);
+}
+
+static void jstr(const char *k, const char *v)
+{
+	jkey(k);
+	jraw("\"");
+	for (; *v; v++) {
+		if (*v == '"' || *v == '\\')
+			jraw("\\%c", *v);
+		else if ((unsigned char)*v < 0x20)
+			jraw("\\u%04x", *v);
+		else
+			jraw("%c", *v);
+	}
+	jraw("\"");
+}
+
+static void jbool(const char *k, int v)
+{
+	jkey(k);
+	jraw("%s", v ? "true" : "false");
+}
+
+static void jbegin(void)
+{
+	g_jlen = 0;
+	jraw("{");
+	jstr("scenario", g_scen);
+	jstr("family", fam_name());
+}
+
+static void jcommon(pid_t cpid, pid_t spid, int cport, int sport)
+{
+	jll("client_pid", cpid);
+	jll("server_pid", spid);
+	jll("client_port", cport);
+	jll("server_port", sport);
+}
+
+static void jend(void)
+{
+	jraw("}");
+	printf("%s\n", g_json);
+	fflush(stdout);
+}
+
+/* ------------------------------------------------------------------ */
+/* misc                                                               */
+
+static void wait_for_file(void)
+{
+	long long deadline = now_ns() + 20000000000LL;
+	struct stat st;
+
+	if (!g_wait_file)
+		return;
+	while (stat(g_wait_file, &st) < 0) {
+		if (now_ns() > deadline)
+			die("wait-file %s did not appear within 20 s", g_wait_file);
+		sleep_ms(10);
+	}
+}
+
+static int read_sysctl_int(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	int v = -1;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%d", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+static uint32_t csum_add(uint32_t sum, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	for (; len > 1; len -= 2, p += 2)
+		sum += (uint32_t)(p[0] << 8 | p[1]);
+	if (len)
+		sum += (uint32_t)(p[0] << 8);
+	return sum;
+}
+
+static uint16_t csum_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static void put16(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, v >> 16);
+	put16(p + 2, v & 0xffff);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+#define F_FIN 0x01
+#define F_SYN 0x02
+#define F_RST 0x04
+#define F_ACK 0x10
+
+struct seg {
+	uint16_t sport, dport;
+	uint32_t seq, ack, plen;
+	uint8_t flags;
+};
+
+/* parse an IP packet (v4 or v6, v6 without extension headers) */
+static int parse_ip_tcp(const uint8_t *p, size_t n, struct seg *s)
+{
+	size_t off, tot;
+
+	if (n < 1)
+		return 0;
+	if ((p[0] >> 4) == 4) {
+		if (n < 20 || p[9] != IPPROTO_TCP)
+			return 0;
+		off = (size_t)(p[0] & 0xf) * 4;
+		tot = get16(p + 2);
+	} else if ((p[0] >> 4) == 6) {
+		if (n < 40 || p[6] != IPPROTO_TCP)
+			return 0;
+		off = 40;
+		tot = 40 + (size_t)get16(p + 4);
+	} else {
+		return 0;
+	}
+	if (tot > n)
+		tot = n;
+	if (off + 20 > tot)
+		return 0;
+	memset(s, 0, sizeof(*s));
+	s->sport = get16(p + off);
+	s->dport = get16(p + off + 2);
+	s->seq = get32(p + off + 4);
+	s->ack = get32(p + off + 8);
+	s->flags = p[off + 13];
+	s->plen = (uint32_t)(tot - off - (size_t)(p[off + 12] >> 4) * 4);
+	return 1;
+}
+
+/* parse a bare TCP header (IPv6 raw sockets deliver no IP header) */
+static int parse_tcp(const uint8_t *p, size_t n, struct seg *s)
+{
+	if (n < 20)
+		return 0;
+	memset(s, 0, sizeof(*s));
+	s->sport = get16(p);
+	s->dport = get16(p + 2);
+	s->seq = get32(p + 4);
+	s->ack = get32(p + 8);
+	s->flags = p[13];
+	s->plen = (uint32_t)(n - (size_t)(p[12] >> 4) * 4);
+	return 1;
+}
+
+static void dbg_seg(const char *tag, const struct seg *s, int extra)
+{
+	if (!g_debug)
+		return;
+	fprintf(stderr, "[%s] %u->%u seq=%u ack=%u len=%u %s%s%s%s (%d)\n", tag,
+		s->sport, s->dport, s->seq, s->ack, s->plen,
+		s->flags & F_SYN ? "S" : "", s->flags & F_FIN ? "F" : "",
+		s->flags & F_RST ? "R" : "", s->flags & F_ACK ? "." : "", extra);
+}
+
+/* ------------------------------------------------------------------ */
+/* scenarios                                                          */
+
+static struct role_cfg mkcfg(enum mode m, int nconn)
+{
+	struct role_cfg c = { .mode = m, .nconn = nconn, .cpu = -1,
+			      .delay_ms = g_delay };
+	return c;
+}
+
+/* client-first, server-first, linger0, unread, close-wait, hold, tw-expire */
+static void scen_basic(enum mode mode, int hold)
+{
+	struct role_cfg sc = mkcfg(mode, 1), cc = mkcfg(mode, 1);
+	struct chan *srv, *cli;
+	long long cclose = 0, sclose = 0, seof = 0, ceof = 0;
+	int sport, cport, unread = 0, cw_seen = 0, tw = 0;
+	pid_t spid, cpid;
+	char *sread = NULL;
+
+	sc.hold = hold;
+	srv = spawn("server", server_main, &sc);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	if (hold)
+		wait_for_file();
+	cli = spawn("client", client_main, &cc);
+	cpid = cli->pid;
+	cport = (int)kv_ll(cli, "client_port", STEP_MS);
+	kv_ll(srv, "accepted", STEP_MS);
+	kv_ll(srv, "srv_data", STEP_MS);
+
+	switch (mode) {
+	case M_CF:
+	case M_CW:
+		cmd_send(cli, "close");
+		cclose = kv_ll(cli, "client_close_ns", STEP_MS);
+		seof = kv_ll(srv, "server_eof_ns", STEP_MS);
+		if (mode == M_CW)
+			cw_seen = diag_wait(sport, cport, ST_CLOSE_WAIT,
+					    g_delay / 2 < 1000 ? g_delay / 2 : 1000,
+					    NULL);
+		sclose = kv_ll(srv, "server_close_ns", STEP_MS + g_delay);
+		tw = diag_wait(cport, sport, ST_TIME_WAIT, 2000, NULL);
+		break;
+	case M_SF:
+		cmd_send(srv, "close");
+		sclose = kv_ll(srv, "server_close_ns", STEP_MS);
+		ceof = kv_ll(cli, "client_eof_ns", STEP_MS);
+		cclose = kv_ll(cli, "client_close_ns", STEP_MS);
+		tw = diag_wait(sport, cport, ST_TIME_WAIT, 2000, NULL);
+		break;
+	case M_LINGER0:
+	case M_UNREAD:
+		if (mode == M_UNREAD) {
+			kv_ll(srv, "srv_sent", STEP_MS);
+			unread = (int)kv_ll(cli, "client_unread", STEP_MS);
+		} else {
+			cmd_send(cli, "close");
+		}
+		cclose = kv_ll(cli, "client_close_ns", STEP_MS);
+		sread = kv_get(srv, "server_read", STEP_MS);
+		sclose = kv_ll(srv, "server_close_ns", STEP_MS);
+		/* expect no TIME_WAIT at all: give it a moment to show up */
+		sleep_ms(100);
+		tw = diag_state(cport, sport) != 0;
+		break;
+	default:
+		die("internal: bad mode");
+	}
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, spid, cport, sport);
+	switch (mode) {
+	case M_CF:
+	case M_CW:
+		if (mode == M_CW)
+			jll("delay_ms", g_delay);
+		jll("client_close_ns", cclose);
+		jll("server_eof_ns", seof);
+		jll("server_close_ns", sclose);
+		if (mode == M_CW)
+			jbool("close_wait_seen", cw_seen);
+		jbool("client_tw", tw);
+		break;
+	case M_SF:
+		jll("server_close_ns", sclose);
+		jll("client_eof_ns", ceof);
+		jll("client_close_ns", cclose);
+		jbool("server_tw", tw);
+		break;
+	default:
+		if (mode == M_UNREAD)
+			jll("client_unread", unread);
+		jll("client_close_ns", cclose);
+		jstr("server_read", sread);
+		jll("server_close_ns", sclose);
+		jbool("client_tw", tw);
+		break;
+	}
+	jend();
+	free(sread);
+}
+
+/* ---- simultaneous close ---- */
+
+static void nft_setup(int port)
+{
+	static char a0[] = "nft", a1[] = "-f", a2[] = "/dev/stdin";
+	char *argv[] = { a0, a1, a2, NULL };
+	char script[768];
+	int p[2], n, rc;
+
+	if (!g_nft_path[0])
+		die("nft binary not found");
+	nft_delete_table(1); /* stale table from an earlier crash */
+	n = snprintf(script, sizeof(script),
+		     "table inet " NFT_TABLE " {\n"
+		     "  chain out {\n"
+		     "    type filter hook output priority 0; policy accept;\n"
+		     "    tcp dport %d tcp flags & fin == fin counter drop\n"
+		     "    tcp sport %d tcp flags & fin == fin counter drop\n"
+		     "  }\n"
+		     "}\n", port, port);
+	if (pipe2(p, O_CLOEXEC))
+		die("pipe: %s", strerror(errno));
+	if (write(p[1], script, (size_t)n) != n)
+		die("pipe write: %s", strerror(errno));
+	close(p[1]);
+	g_nft_active = 1;
+	rc = nft_exec(argv, p[0], 0);
+	close(p[0]);
+	if (rc)
+		die("nft -f failed (rc %d)", rc);
+}
+
+static int cap_open(void)
+{
+	struct sockaddr_ll sll;
+	int sz = 1 << 20;
+	int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			htons(ETH_P_ALL));
+
+	if (fd < 0)
+		die("AF_PACKET socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	memset(&sll, 0, sizeof(sll));
+	sll.sll_family = AF_PACKET;
+	sll.sll_protocol = htons(ETH_P_ALL);
+	sll.sll_ifindex = (int)if_nametoindex("lo");
+	if (!sll.sll_ifindex || bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0)
+		die("bind AF_PACKET to lo: %s", strerror(errno));
+	return fd;
+}
+
+/*
+ * Read the captured segments of our connection.  On lo every frame is seen
+ * twice by a packet socket (PACKET_OUTGOING on transmit, PACKET_HOST on
+ * receive); keep only the transmit copies.
+ */
+static int cap_read(int fd, struct seg *out, int max)
+{
+	int n = 0;
+
+	for (;;) {
+		uint8_t buf[2048];
+		struct sockaddr_ll from;
+		struct seg s;
+		struct timespec ts = { 0, 0 };
+		ssize_t k = recvfrom(fd, buf, sizeof(buf), 0,
+				     (struct sockaddr *)&from,
+				     &(socklen_t){ sizeof(from) });
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			die("capture recv: %s", strerror(errno));
+		}
+		if (!parse_ip_tcp(buf, (size_t)k, &s))
+			continue;
+		if (s.sport != g_port && s.dport != g_port)
+			continue;
+		if (g_debug && ioctl(fd, SIOCGSTAMPNS, &ts) == 0)
+			fprintf(stderr, "[cap] t=%lld.%09ld ", (long long)ts.tv_sec,
+				ts.tv_nsec);
+		dbg_seg("cap", &s, from.sll_pkttype);
+		if (from.sll_pkttype != PACKET_OUTGOING)
+			continue;
+		if (n < max)
+			out[n++] = s;
+	}
+	return n;
+}
+
+/*
+ * Did the endpoint with local port a (peer port b) pass through CLOSING?
+ * That happens iff, while its own FIN is unacknowledged (FIN_WAIT1), it
+ * receives the peer's FIN: i.e. the first segment b->a that carries a FIN
+ * or acknowledges a's FIN is a FIN that does not acknowledge a's FIN.
+ */
+static int went_closing(const struct seg *s, int n, int a, int b)
+{
+	uint32_t fin_end = 0;
+	int have = 0;
+
+	for (int i = 0; i < n && !have; i++)
+		if (s[i].sport == a && s[i].dport == b && (s[i].flags & F_FIN)) {
+			fin_end = s[i].seq + s[i].plen + 1;
+			have = 1;
+		}
+	if (!have)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		int acks;
+
+		if (s[i].sport != b || s[i].dport != a)
+			continue;
+		acks = (s[i].flags & F_ACK) && (int32_t)(s[i].ack - fin_end) >= 0;
+		if (s[i].flags & F_FIN)
+			return !acks;
+		if (acks)
+			return 0;
+	}
+	return 0;
+}
+
+static void scen_simultaneous(void)
+{
+	struct role_cfg sc = mkcfg(M_SIM, 1), cc = mkcfg(M_SIM, 1);
+	struct chan *srv, *cli;
+	struct seg segs[256];
+	long long cshut, sshut, tdel, cclose, sclose, crto, srto, tick, dj;
+	long long edge, edge2, drop_ms;
+	struct chan *first, *second;
+	char cmd[64];
+	int cpu = sched_getcpu(), sport, cport, cap, nseg, rc;
+	int cfin, sfin, cclosing, sclosing, ctw, stw;
+	pid_t spid, cpid;
+
+	/*
+	 * Both ends on one CPU: their FIN retransmit timers then sit in the
+	 * same timer wheel bucket and fire in the same softirq run, so both
+	 * retransmitted FINs are queued on lo before either is processed.
+	 */
+	sc.cpu = cc.cpu = cpu;
+	srv = spawn("server", server_main, &sc);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", client_main, &cc);
+	cpid = cli->pid;
+	cport = (int)kv_ll(cli, "client_port", STEP_MS);
+	kv_ll(srv, "accepted", STEP_MS);
+	kv_ll(srv, "srv_data", STEP_MS);
+	sleep_ms(50); /* let delayed ACKs of the data go out */
+
+	cmd_send(cli, "info");
+	cmd_send(srv, "info");
+	crto = kv_ll(cli, "rto_us", STEP_MS);
+	srto = kv_ll(srv, "rto_us", STEP_MS);
+	tick = tick_ns();
+	/* rto difference in jiffies: the side with the longer RTO goes first */
+	dj = (crto - srto) * 1000;
+	dj = (dj + (dj >= 0 ? tick / 2 : -tick / 2)) / tick;
+	first = dj >= 0 ? cli : srv;
+	second = dj >= 0 ? srv : cli;
+
+	cap = cap_open();
+	nft_setup(sport);
+	/* both get absolute targets: no relay latency between the two */
+	edge = coarse_ns() + 25 * tick;
+	snprintf(cmd, sizeof(cmd), "shut %lld", edge);
+	cmd_send(first, cmd);
+	snprintf(cmd, sizeof(cmd), "shut %lld", edge + (dj >= 0 ? dj : -dj) * tick);
+	cmd_send(second, cmd);
+	edge = kv_ll(first, "shut_edge", STEP_MS);
+	edge2 = kv_ll(second, "shut_edge", STEP_MS);
+	cshut = kv_ll(cli, "shut_ns", STEP_MS);
+	sshut = kv_ll(srv, "shut_ns", STEP_MS);
+	if (g_debug)
+		fprintf(stderr, "[sim] rto c=%lld s=%lld us, tick=%lld ns, dj=%lld, "
+			"edges %lld -> %lld (%+lld ticks)\n", crto, srto, tick, dj,
+			edge, edge2, (edge2 - edge + tick / 2) / tick);
+	/* drop window: ~100 ms, but well before the first retransmission */
+	drop_ms = (crto < srto ? crto : srto) / 2000;
+	sleep_ms(drop_ms > 100 ? 100 : drop_ms < 1 ? 1 : drop_ms);
+	tdel = now_ns();
+	rc = nft_delete_table(0);
+	g_nft_active = 0;
+	if (rc)
+		die("nft delete table failed (rc %d)", rc);
+	/* the retransmitted FINs cross ~200 ms after shutdown; wait for both
+	 * TIME_WAIT minisocks (sock_diag does not lock TIME_WAIT sockets) */
+	sleep_ms(300);
+	ctw = diag_wait(cport, sport, ST_TIME_WAIT, 3000, NULL);
+	stw = diag_wait(sport, cport, ST_TIME_WAIT, 1000, NULL);
+	cmd_send(cli, "close");
+	cmd_send(srv, "close");
+	cfin = (int)kv_ll(cli, "final_state", STEP_MS);
+	sfin = (int)kv_ll(srv, "final_state", STEP_MS);
+	cclose = kv_ll(cli, "client_close_ns", STEP_MS);
+	sclose = kv_ll(srv, "server_close_ns", STEP_MS);
+	if (cfin != ST_CLOSE || sfin != ST_CLOSE)
+		die("sockets did not finish closing (client state %d, server state %d)",
+		    cfin, sfin);
+	nseg = cap_read(cap, segs, (int)(sizeof(segs) / sizeof(segs[0])));
+	close(cap);
+	cclosing = went_closing(segs, nseg, cport, sport);
+	sclosing = went_closing(segs, nseg, sport, cport);
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, spid, cport, sport);
+	jll("client_shut_ns", cshut);
+	jll("server_shut_ns", sshut);
+	jll("client_rto_us", crto);
+	jll("server_rto_us", srto);
+	jll("shut_offset_ticks", (edge2 - edge + tick / 2) / tick);
+	jbool("shut_aligned", (edge2 - edge + tick / 2) / tick == (dj >= 0 ? dj : -dj));
+	jll("nft_deleted_ns", tdel);
+	jll("client_close_ns", cclose);
+	jll("server_close_ns", sclose);
+	jbool("client_closing", cclosing);
+	jbool("server_closing", sclosing);
+	jbool("client_tw", ctw);
+	jbool("server_tw", stw);
+	jbool("ok_closing", cclosing && sclosing && ctw && stw);
+	jend();
+}
+
+/* ---- TIME_WAIT reuse ---- */
+
+static void scen_tw_reuse(void)
+{
+	struct role_cfg sc = mkcfg(M_CF, 2), cc = mkcfg(M_CF, 1);
+	const char *sysctl = "/proc/sys/net/ipv4/tcp_tw_reuse";
+	struct chan *srv, *a, *b;
+	long long aclose, bclose, sclose1, sclose2, rconn, rconned;
+	int sport, aport, bport, tw1, tw2, reuse;
+	pid_t spid, apid, bpid;
+
+	if (g_set_sysctl) {
+		FILE *f = fopen(sysctl, "w");
+
+		if (!f || fputs("1\n", f) < 0 || fclose(f))
+			die("cannot set %s: %s", sysctl, strerror(errno));
+	}
+	/* only reported: for an explicitly bound port the kernel reuses a
+	 * timestamped TIME_WAIT even with tcp_tw_reuse=0 (twp == NULL path) */
+	reuse = read_sysctl_int(sysctl);
+	cc.bind_port = g_cport;
+
+	srv = spawn("server", server_main, &sc);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	a = spawn("client A", client_main, &cc);
+	apid = a->pid;
+	aport = (int)kv_ll(a, "client_port", STEP_MS);
+	kv_ll(srv, "accepted", STEP_MS);
+	kv_ll(srv, "srv_data", STEP_MS);
+	cmd_send(a, "close");
+	aclose = kv_ll(a, "client_close_ns", STEP_MS);
+	kv_ll(srv, "server_eof_ns", STEP_MS);
+	sclose1 = kv_ll(srv, "server_close_ns", STEP_MS);
+	tw1 = diag_wait(aport, sport, ST_TIME_WAIT, 2000, NULL);
+	if (!tw1)
+		die("first connection did not leave a TIME_WAIT on port %d", aport);
+
+	sleep_ms(g_gap);
+	if (diag_state(aport, sport) != ST_TIME_WAIT)
+		die("TIME_WAIT on port %d vanished during the gap", aport);
+
+	b = spawn("client B", client_main, &cc);
+	bpid = b->pid;
+	bport = (int)kv_ll(b, "client_port", STEP_MS);
+	rconn = kv_ll(b, "connect_ns", STEP_MS);
+	rconned = kv_ll(b, "connected_ns", STEP_MS);
+	if (bport != aport)
+		die("second connection got port %d, not %d", bport, aport);
+	kv_ll(srv, "accepted", STEP_MS);
+	kv_ll(srv, "srv_data", STEP_MS);
+	cmd_send(b, "close");
+	bclose = kv_ll(b, "client_close_ns", STEP_MS);
+	kv_ll(srv, "server_eof_ns", STEP_MS);
+	sclose2 = kv_ll(srv, "server_close_ns", STEP_MS);
+	tw2 = diag_wait(bport, sport, ST_TIME_WAIT, 2000, NULL);
+	finish_children();
+
+	jbegin();
+	jcommon(apid, spid, aport, sport);
+	jll("first_pid", apid);
+	jll("reuse_pid", bpid);
+	jll("tcp_tw_reuse", reuse);
+	jll("gap_ms", g_gap);
+	jll("first_close_ns", aclose);
+	jll("first_server_close_ns", sclose1);
+	jbool("tw_before_reuse", tw1);
+	jll("reuse_connect_ns", rconn);
+	jll("reuse_connected_ns", rconned);
+	jbool("reuse_ok", 1);
+	jll("reuse_close_ns", bclose);
+	jll("reuse_server_close_ns", sclose2);
+	jbool("reuse_tw", tw2);
+	jend();
+}
+
+/* ---- TIME_WAIT assassination by RST ---- */
+
+#define INJ_SEQ 0x1badc0deu
+#define INJ_ACK 0x0badf00du
+
+static void scen_tw_rst(void)
+{
+	struct role_cfg sc = mkcfg(M_CF, 1), cc = mkcfg(M_CF, 1);
+	struct chan *srv, *cli;
+	struct sockaddr_storage la, da;
+	socklen_t ll, dl;
+	uint8_t th[20], ph[40];
+	uint32_t sum;
+	size_t phl;
+	long long cclose, sclose, tsent, tgone = 0, deadline;
+	int sport, cport, rs, gone = 0, ack_seen = 0, rst_seen = 0, match = 0;
+	uint32_t tw_ack = 0;
+	pid_t spid, cpid;
+
+	srv = spawn("server", server_main, &sc);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", client_main, &cc);
+	cpid = cli->pid;
+	cport = (int)kv_ll(cli, "client_port", STEP_MS);
+	kv_ll(srv, "accepted", STEP_MS);
+	kv_ll(srv, "srv_data", STEP_MS);
+	cmd_send(cli, "close");
+	cclose = kv_ll(cli, "client_close_ns", STEP_MS);
+	kv_ll(srv, "server_eof_ns", STEP_MS);
+	sclose = kv_ll(srv, "server_close_ns", STEP_MS);
+	if (!diag_wait(cport, sport, ST_TIME_WAIT, 2000, NULL))
+		die("client side did not reach TIME_WAIT");
+
+	/* bare ACK S:sport -> C:cport, out of window, no options */
+	memset(th, 0, sizeof(th));
+	put16(th, (uint32_t)sport);
+	put16(th + 2, (uint32_t)cport);
+	put32(th + 4, INJ_SEQ);
+	put32(th + 8, INJ_ACK);
+	th[12] = 5 << 4;
+	th[13] = F_ACK;
+	put16(th + 14, 1024);
+	memset(ph, 0, sizeof(ph));
+	if (g_fam == AF_INET) {
+		put32(ph, INADDR_LOOPBACK);
+		put32(ph + 4, INADDR_LOOPBACK);
+		ph[9] = IPPROTO_TCP;
+		put16(ph + 10, sizeof(th));
+		phl = 12;
+	} else {
+		memcpy(ph, &in6addr_loopback, 16);
+		memcpy(ph + 16, &in6addr_loopback, 16);
+		put32(ph + 32, sizeof(th));
+		ph[39] = IPPROTO_TCP;
+		phl = 40;
+	}
+	sum = csum_add(0, ph, phl);
+	sum = csum_add(sum, th, sizeof(th));
+	put16(th + 16, csum_fold(sum));
+
+	rs = socket(g_fam, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
+	if (rs < 0)
+		die("raw socket: %s", strerror(errno));
+	ll = mkaddr(&la, 0);
+	dl = mkaddr(&da, 0);
+	if (bind(rs, (struct sockaddr *)&la, ll) < 0)
+		die("bind raw socket: %s", strerror(errno));
+	tsent = now_ns();
+	if (sendto(rs, th, sizeof(th), 0, (struct sockaddr *)&da, dl) != sizeof(th))
+		die("raw sendto: %s", strerror(errno));
+
+	deadline = tsent + 1000000000LL;
+	while (now_ns() < deadline && !(gone && rst_seen)) {
+		uint8_t buf[2048];
+		ssize_t k;
+		struct seg s;
+		int ok;
+
+		wait_fd(rs, POLLIN, 5);
+		while ((k = recv(rs, buf, sizeof(buf), 0)) > 0) {
+			ok = g_fam == AF_INET ? parse_ip_tcp(buf, (size_t)k, &s)
+					      : parse_tcp(buf, (size_t)k, &s);
+			if (!ok)
+				continue;
+			if (s.sport == cport && s.dport == sport &&
+			    (s.flags & F_ACK) && !(s.flags & F_RST) && !ack_seen) {
+				ack_seen = 1;
+				tw_ack = s.ack;
+				dbg_seg("tw-ack", &s, 0);
+			} else if (s.sport == sport && s.dport == cport &&
+				   (s.flags & F_RST) && !rst_seen) {
+				rst_seen = 1;
+				match = ack_seen && s.seq == tw_ack;
+				dbg_seg("rst", &s, 0);
+			} else {
+				dbg_seg("raw", &s, 0);
+			}
+		}
+		if (!gone && diag_state(cport, sport) != ST_TIME_WAIT) {
+			gone = 1;
+			tgone = now_ns();
+		}
+	}
+	close(rs);
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, spid, cport, sport);
+	jll("client_close_ns", cclose);
+	jll("server_close_ns", sclose);
+	jll("rst_sent_ns", tsent);
+	jbool("tw_ack_seen", ack_seen);
+	jbool("rst_seen", rst_seen);
+	jbool("rst_seq_match", match);
+	jbool("tw_gone", gone);
+	jll("tw_gone_ns", tgone);
+	jend();
+}
+
+/* ---- two sequential client-first connections ---- */
+
+static void scen_two_closes(void)
+{
+	struct role_cfg sc = mkcfg(M_CF, 2), cc = mkcfg(M_CF, 2);
+	struct chan *srv, *cli;
+	long long cclose[2], sclose[2];
+	int sport, cport[2], tw[2];
+	pid_t spid, cpid;
+
+	srv = spawn("server", server_main, &sc);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", client_main, &cc);
+	cpid = cli->pid;
+	for (int i = 0; i < 2; i++) {
+		if (i)
+			cmd_send(cli, "next");
+		cport[i] = (int)kv_ll(cli, "client_port", STEP_MS);
+		kv_ll(srv, "accepted", STEP_MS);
+		kv_ll(srv, "srv_data", STEP_MS);
+		cmd_send(cli, "close");
+		cclose[i] = kv_ll(cli, "client_close_ns", STEP_MS);
+		kv_ll(srv, "server_eof_ns", STEP_MS);
+		sclose[i] = kv_ll(srv, "server_close_ns", STEP_MS);
+		tw[i] = diag_wait(cport[i], sport, ST_TIME_WAIT, 500, NULL);
+	}
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, spid, cport[0], sport);
+	jkey("client_ports");
+	jraw("[%d,%d]", cport[0], cport[1]);
+	jkey("client_close_ns");
+	jraw("[%lld,%lld]", cclose[0], cclose[1]);
+	jkey("server_close_ns");
+	jraw("[%lld,%lld]", sclose[0], sclose[1]);
+	jkey("tw_seen");
+	jraw("[%s,%s]", tw[0] ? "true" : "false", tw[1] ? "true" : "false");
+	jend();
+}
+
+/* ------------------------------------------------------------------ */
+
+static void run_client_first(void) { scen_basic(M_CF, 0); }
+static void run_server_first(void) { scen_basic(M_SF, 0); }
+static void run_linger0(void) { scen_basic(M_LINGER0, 0); }
+static void run_unread(void) { scen_basic(M_UNREAD, 0); }
+static void run_close_wait(void) { scen_basic(M_CW, 0); }
+static void run_hold(void) { scen_basic(M_CW, 1); }
+
+static const struct scenario {
+	const char *name;
+	void (*run)(void);
+} scenarios[] = {
+	{ "client-first", run_client_first },
+	{ "server-first", run_server_first },
+	{ "simultaneous", scen_simultaneous },
+	{ "linger0", run_linger0 },
+	{ "unread", run_unread },
+	{ "close-wait", run_close_wait },
+	{ "tw-reuse", scen_tw_reuse },
+	{ "tw-rst", scen_tw_rst },
+	{ "tw-expire", run_client_first },
+	{ "two-closes", scen_two_closes },
+	{ "hold", run_hold },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ctscen SCENARIO [-6] [--port N] [--cport N] [--delay MS]\n"
+		"              [--gap MS] [--wait-file PATH] [--set-sysctl] [--debug]\n"
+		"scenarios: client-first server-first simultaneous linger0 unread\n"
+		"           close-wait tw-reuse tw-rst tw-expire two-closes hold\n");
+}
+
+static int parse_int(const char *s, int lo, int hi, const char *what)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || !*s || *end || v < lo || v > hi) {
+		fprintf(stderr, "ctscen: bad %s '%s' (%d..%d)\n", what, s, lo, hi);
+		exit(2);
+	}
+	return (int)v;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "port", required_argument, NULL, 'p' },
+		{ "cport", required_argument, NULL, 'c' },
+		{ "delay", required_argument, NULL, 'd' },
+		{ "gap", required_argument, NULL, 'g' },
+		{ "wait-file", required_argument, NULL, 'w' },
+		{ "set-sysctl", no_argument, NULL, 'S' },
+		{ "debug", no_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const char *const nft_paths[] = {
+		"/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft",
+	};
+	const struct scenario *scen = NULL;
+	struct sigaction sa;
+	int o;
+
+	if (argc < 2) {
+		fprintf(stderr, "ctscen: missing SCENARIO (try --help)\n");
+		return 2;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	g_scen = argv[1];
+	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
+		if (!strcmp(scenarios[i].name, g_scen))
+			scen = &scenarios[i];
+	if (!scen) {
+		fprintf(stderr, "ctscen: unknown scenario '%s' (try --help)\n", g_scen);
+		return 2;
+	}
+	optind = 2;
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, "46h", opts, NULL)) != -1) {
+		switch (o) {
+		case '4': g_fam = AF_INET; break;
+		case '6': g_fam = AF_INET6; break;
+		case 'p': g_port = parse_int(optarg, 1, 32767, "port"); break;
+		case 'c': g_cport = parse_int(optarg, 1, 32767, "cport"); break;
+		case 'd': g_delay = parse_int(optarg, 0, 600000, "delay"); break;
+		case 'g': g_gap = parse_int(optarg, 0, 600000, "gap"); break;
+		case 'w': g_wait_file = optarg; break;
+		case 'S': g_set_sysctl = 1; break;
+		case 'D': g_debug = 1; break;
+		case 'h': usage(stdout); return 0;
+		default:
+			fprintf(stderr, "ctscen: bad option '%s' (try --help)\n",
+				argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "ctscen: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (g_cport == g_port) {
+		fprintf(stderr, "ctscen: --cport must differ from --port\n");
+		return 2;
+	}
+
+	for (size_t i = 0; i < sizeof(nft_paths) / sizeof(nft_paths[0]); i++)
+		if (!access(nft_paths[i], X_OK)) {
+			snprintf(g_nft_path, sizeof(g_nft_path), "%s", nft_paths[i]);
+			break;
+		}
+
+	if (!strcmp(g_scen, "close-wait"))
+		g_alarm += (unsigned)g_delay / 1000 + 1;
+	else if (!strcmp(g_scen, "hold"))
+		g_alarm += 20 + (unsigned)g_delay / 1000 + 1;
+	else if (!strcmp(g_scen, "tw-reuse"))
+		g_alarm += (unsigned)g_gap / 1000 + 1;
+	g_alarm_msg_len = (size_t)snprintf(g_alarm_msg, sizeof(g_alarm_msg),
+		"ctscen: %.40s: timed out after %u s (alarm)\n", g_scen, g_alarm);
+	if (g_alarm_msg_len >= sizeof(g_alarm_msg))
+		g_alarm_msg_len = sizeof(g_alarm_msg) - 1;
+
+	signal(SIGPIPE, SIG_IGN);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_fatal_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+
+	if (strcmp(g_scen, "hold"))
+		wait_for_file();
+	alarm(g_alarm);
+	scen->run();
+	alarm(0);
+	nft_cleanup();
+	return 0;
+}
