@@ -24,7 +24,7 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
 	-I$(OUTPUT) -Ivmlinux -Ibpf $(PC_CFLAGS)
 
 # user-space modules; closetrace.c holds main()
-USER_MODS := options output correlate sysinfo procfs
+USER_MODS := options output correlate sysinfo procfs trace_file summary tw_reuse filter pipeline replay
 USER_OBJS := $(patsubst %,$(OUTPUT)/%.o,$(USER_MODS))
 UNIT_TESTS := $(OUTPUT)/test_units
 HELPERS := $(OUTPUT)/ctscen
@@ -54,7 +54,7 @@ $(OUTPUT):
 $(OUTPUT)/vmlinux.h: $(VMLINUX) | $(OUTPUT)
 	$(Q)ln -sf ../$(VMLINUX) $@
 
-$(OUTPUT)/%.bpf.o: bpf/%.bpf.c bpf/closetrace.h bpf/compat.bpf.h $(OUTPUT)/vmlinux.h | $(OUTPUT) check-deps
+$(OUTPUT)/%.bpf.o: bpf/%.bpf.c bpf/closetrace.h bpf/compat.bpf.h bpf/summary_account.h $(OUTPUT)/vmlinux.h | $(OUTPUT) check-deps
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -88,7 +88,7 @@ $(OUTPUT)/ctscen: tests/helpers/ctscen.c | $(OUTPUT)
 unit: $(UNIT_TESTS)
 	$(Q)$(UNIT_TESTS)
 
-test: $(OUTPUT)/closetrace $(UNIT_TESTS) $(HELPERS)
+test: $(OUTPUT)/closetrace $(UNIT_TESTS) $(HELPERS) $(OUTPUT)/fuzz_reader
 	$(Q)python3 tests/run_tests.py --build $(OUTPUT)
 
 # regenerate the kernel type header from the running kernel's BTF
@@ -105,3 +105,17 @@ clean:
 	$(Q)rm -rf $(OUTPUT)
 
 -include $(wildcard $(OUTPUT)/*.d)
+
+# libFuzzer target for the recording reader; the corpus starts from real recordings
+FUZZ_SECONDS ?= 60
+FUZZ_CORPUS := tests/fuzz/corpus
+$(OUTPUT)/fuzz_reader: tests/fuzz/fuzz_reader.c user/trace_file.c user/trace_file.h bpf/closetrace.h | $(OUTPUT)
+	$(call msg,FUZZ-CC,$@)
+	$(Q)$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-Ibpf -Iuser -D_GNU_SOURCE tests/fuzz/fuzz_reader.c user/trace_file.c -lz -o $@
+
+.PHONY: fuzz
+fuzz: $(OUTPUT)/fuzz_reader
+	$(Q)mkdir -p $(OUTPUT)/fuzz-corpus
+	$(Q)$(OUTPUT)/fuzz_reader -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+		-artifact_prefix=$(OUTPUT)/ $(OUTPUT)/fuzz-corpus $(FUZZ_CORPUS)

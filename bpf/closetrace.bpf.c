@@ -20,6 +20,8 @@
 #include <bpf/bpf_endian.h>
 #include "closetrace.h"
 #include "compat.bpf.h"
+#define CT_INLINE static __always_inline
+#include "summary_account.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -27,12 +29,16 @@
 #define ETIMEDOUT 110
 #define ECONNRESET 104
 #define TCP_TIMEWAIT_LEN_S 60 /* include/net/tcp.h: TCP_TIMEWAIT_LEN (60*HZ) */
+#define SOCK_BINDPORT_LOCK 8  /* include/net/sock.h */
 
 /* configuration, set by the loader before load */
 const volatile __u32 filter_pid = 0;
 const volatile __u32 filter_netns = 0;
 const volatile __u8 filter_family = 0; /* 0, 4 or 6 */
 const volatile __u8 emit_states = 0;
+const volatile __u8 emit_records = 1;	   /* per-connection records to the ring buffer */
+const volatile __u8 aggregate = 0;	   /* --summary: account every record in maps */
+const volatile __u8 track_connect_fail = 0; /* --tw-reuse: report EADDRNOTAVAIL connects */
 const volatile __u16 filter_lports[CT_MAX_PORTS] = {};
 const volatile __u16 filter_rports[CT_MAX_PORTS] = {};
 const volatile __u32 n_lports = 0;
@@ -167,6 +173,36 @@ struct {
 	__type(value, __u64);
 } id_counter SEC(".maps");
 
+/* --summary aggregates (bpf/summary_account.h) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ct_summary);
+} summary SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct ct_counts);
+} proc_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ct_endpoint);
+	__type(value, struct ct_counts);
+} endpoint_counts SEC(".maps");
+
+/* where a record is built when it does not go to the ring buffer */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ct_record);
+} scratch SEC(".maps");
+
 static __always_inline void stat_inc(int i)
 {
 	__sync_fetch_and_add(&stats[i], 1);
@@ -268,13 +304,30 @@ static __always_inline int wanted(__u32 pid, const struct tuple *t)
 	return 1;
 }
 
-static __always_inline struct ct_record *record_new(__u8 kind, const struct tuple *t)
+/*
+ * A record is built in the ring buffer when per-connection records are
+ * wanted, else (or when the ring buffer is full) in a per-CPU scratch slot
+ * so that --summary still counts it.  *ring says which.
+ */
+static __always_inline struct ct_record *record_new(__u8 kind, const struct tuple *t, int *ring)
 {
-	struct ct_record *r = bpf_ringbuf_reserve(&rb, sizeof(*r), 0);
+	struct ct_record *r = NULL;
+	__u32 zero = 0;
 
+	*ring = 0;
+	if (emit_records) {
+		r = bpf_ringbuf_reserve(&rb, sizeof(*r), 0);
+		if (r)
+			*ring = 1;
+		else
+			stat_inc(CT_STAT_LOST);
+	}
 	if (!r) {
-		stat_inc(CT_STAT_LOST);
-		return NULL;
+		if (!aggregate || kind == CT_REC_STATE)
+			return NULL;
+		r = bpf_map_lookup_elem(&scratch, &zero);
+		if (!r)
+			return NULL;
 	}
 	__builtin_memset(r, 0, sizeof(*r));
 	r->kind = kind;
@@ -288,11 +341,54 @@ static __always_inline struct ct_record *record_new(__u8 kind, const struct tupl
 	return r;
 }
 
-static __always_inline void record_submit(struct ct_record *r)
+static __always_inline struct ct_counts *counts_get(void *map, const void *key, const char *comm)
+{
+	struct ct_counts *c = bpf_map_lookup_elem(map, key), zero = {};
+
+	if (c)
+		return c;
+	__builtin_memcpy(zero.comm, comm, CT_COMM_LEN);
+	bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
+/*
+ * A global (not inlined) function: the verifier checks it once, not at
+ * every place a record is produced.
+ */
+__noinline int account(const struct ct_record *r)
+{
+	struct ct_summary *s;
+	struct ct_counts *c;
+	struct ct_endpoint e = {};
+	__u32 zero = 0;
+
+	if (!r)
+		return 0;
+	s = bpf_map_lookup_elem(&summary, &zero);
+	if (s)
+		ct_summary_account(s, r);
+	if (r->kind != CT_REC_CLOSE)
+		return 0;
+	c = counts_get(&proc_counts, &r->pid, r->comm);
+	if (c)
+		ct_counts_account(c, r);
+	ct_endpoint_of(&e, r);
+	c = counts_get(&endpoint_counts, &e, "");
+	if (c)
+		ct_counts_account(c, r);
+	return 0;
+}
+
+static __always_inline void record_submit(struct ct_record *r, int ring)
 {
 	__u64 flags = 0;
 
-	/* batch wake-ups: the loader polls with a short timeout anyway */
+	if (aggregate)
+		account(r);
+	if (!ring)
+		return;
+	/* batch wake-ups: the loader drains on a short timeout anyway */
 	if (wakeup_bytes)
 		flags = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
 				BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
@@ -309,10 +405,11 @@ static __always_inline void set_owner_current(__u32 *pid, char *comm)
 static __always_inline void emit_close(struct sock_info *si, const struct tuple *t)
 {
 	struct ct_record *r;
+	int ring;
 
 	if (!wanted(si->pid, t))
 		return;
-	r = record_new(CT_REC_CLOSE, t);
+	r = record_new(CT_REC_CLOSE, t, &ring);
 	if (!r)
 		return;
 	r->conn_id = si->conn_id;
@@ -322,16 +419,17 @@ static __always_inline void emit_close(struct sock_info *si, const struct tuple 
 	r->initiator = si->initiator;
 	__builtin_memcpy(r->state_ns, si->state_ns, sizeof(r->state_ns));
 	__builtin_memcpy(r->comm, si->comm, CT_COMM_LEN);
-	record_submit(r);
+	record_submit(r, ring);
 }
 
 static __always_inline void emit_state(struct sock_info *si, const struct tuple *t, int old, int new)
 {
 	struct ct_record *r;
+	int ring;
 
 	if (!emit_states || !wanted(si->pid, t))
 		return;
-	r = record_new(CT_REC_STATE, t);
+	r = record_new(CT_REC_STATE, t, &ring);
 	if (!r)
 		return;
 	r->conn_id = si->conn_id;
@@ -341,7 +439,23 @@ static __always_inline void emit_state(struct sock_info *si, const struct tuple 
 	r->oldstate = old;
 	r->newstate = new;
 	__builtin_memcpy(r->comm, si->comm, CT_COMM_LEN);
-	record_submit(r);
+	record_submit(r, ring);
+}
+
+static __always_inline void emit_connect_fail(struct sock_info *si, const struct tuple *t)
+{
+	struct ct_record *r;
+	int ring;
+
+	if (!wanted(si->pid, t))
+		return;
+	r = record_new(CT_REC_CONNECT_FAIL, t, &ring);
+	if (!r)
+		return;
+	r->conn_id = si->conn_id;
+	r->pid = si->pid;
+	__builtin_memcpy(r->comm, si->comm, CT_COMM_LEN);
+	record_submit(r, ring);
 }
 
 /* Owner of a socket first seen mid-life: the -p process if it held it at start-up. */
@@ -529,7 +643,14 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 			emit_state(si, &t, old, new);
 
 		if (!(si->visited & (1 << S_ESTABLISHED)) && !(si->flags & CT_F_PREEXISTING)) {
-			/* a handshake that never completed: not a close */
+			/*
+			 * A handshake that never completed: not a close.  With
+			 * no local port and no error, tcp_v4_connect()'s
+			 * inet_hash_connect() found no free 4-tuple
+			 * (EADDRNOTAVAIL).
+			 */
+			if (track_connect_fail && old == S_SYN_SENT && !t.lport && !err)
+				emit_connect_fail(si, &t);
 			bpf_map_delete_elem(&socks, &key);
 			return 0;
 		}
@@ -626,14 +747,35 @@ static __always_inline struct inet_timewait_sock *timer_tw(struct timer_list *ti
 			bpf_core_field_offset(struct inet_timewait_sock, tw_timer));
 }
 
+/*
+ * What tcp_twsk_unique() decided the reuse with: the connecting socket's
+ * namespace sysctls and whether it had bound its port (then the kernel
+ * passes no twp and consults neither tcp_tw_reuse nor the delay).
+ */
+static __always_inline void reuse_facts(struct ct_record *r, struct sock *reuser)
+{
+	struct net *net = BPF_CORE_READ(reuser, __sk_common.skc_net.net);
+
+	set_owner_current(&r->reuse_pid, r->reuse_comm);
+	r->reuse_sysctl = BPF_CORE_READ(net, ipv4.sysctl_tcp_tw_reuse);
+	if (bpf_core_field_exists(net->ipv4.sysctl_tcp_tw_reuse_delay)) {
+		r->reuse_delay_ms = BPF_CORE_READ(net, ipv4.sysctl_tcp_tw_reuse_delay);
+		r->flags |= CT_F_REUSE_DELAY;
+	}
+	if (BPF_CORE_READ_BITFIELD_PROBED(reuser, sk_userlocks) & SOCK_BINDPORT_LOCK)
+		r->flags |= CT_F_REUSE_BOUND;
+}
+
 static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw_info *ti,
-					const struct tuple *t, __u8 end, int with_current)
+					const struct tuple *t, __u8 end, struct sock *reuser)
 {
 	__u64 now = bpf_ktime_get_ns(), begin = ti->start_ns;
 	struct ct_record *r;
+	int ring, substate;
 
 	if (!wanted(ti->pid, t))
 		goto out;
+	substate = BPF_CORE_READ(tw, tw_substate);
 	if (ti->flags & CT_F_TW_FIN_WAIT2) {
 		/*
 		 * Began as an orphaned FIN_WAIT2 (tcp_time_wait(sk,
@@ -644,7 +786,7 @@ static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw
 		 */
 		if (ti->fin_ns) {
 			begin = ti->fin_ns;
-		} else if (BPF_CORE_READ(tw, tw_substate) == S_TIME_WAIT) {
+		} else if (substate == S_TIME_WAIT) {
 			__u64 expires = BPF_CORE_READ(tw, tw_timer.expires);
 			__u64 jnow = bpf_jiffies64();
 			__u64 jbegin = expires - TCP_TIMEWAIT_LEN_S * (__u64)hz;
@@ -658,7 +800,7 @@ static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw
 			begin = now; /* never left FIN_WAIT2 */
 		}
 	}
-	r = record_new(CT_REC_TIMEWAIT, t);
+	r = record_new(CT_REC_TIMEWAIT, t, &ring);
 	if (!r)
 		goto out;
 	r->conn_id = ti->conn_id;
@@ -673,10 +815,13 @@ static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw
 	r->visited = 1 << S_TIME_WAIT;
 	if (r->state_ns[S_FIN_WAIT2])
 		r->visited |= 1 << S_FIN_WAIT2;
+	if (substate == S_FIN_WAIT2)
+		r->flags |= CT_F_END_FIN_WAIT2;
+	r->bound_dev_if = BPF_CORE_READ(tw, __tw_common.skc_bound_dev_if);
 	__builtin_memcpy(r->comm, ti->comm, CT_COMM_LEN);
-	if (with_current)
-		set_owner_current(&r->reuse_pid, r->reuse_comm);
-	record_submit(r);
+	if (reuser)
+		reuse_facts(r, reuser);
+	record_submit(r, ring);
 out:;
 	__u64 key = (__u64)tw;
 	bpf_map_delete_elem(&tws, &key);
@@ -729,7 +874,7 @@ static __always_inline int settle_pending(struct timer_list *timer, __u64 fn, in
 	}
 	ti = bpf_map_lookup_elem(&tws, &p->tw);
 	if (ti)
-		emit_tw_end((void *)p->tw, ti, &p->t, end, 0);
+		emit_tw_end((void *)p->tw, ti, &p->t, end, NULL);
 	p->tw = 0;
 	__sync_fetch_and_add(&pending_cancels, -1);
 	return 0;
@@ -787,7 +932,7 @@ static __always_inline int handle_timer_expire(struct timer_list *timer, __u64 f
 	/* tw_timer_handler(): a substate still FIN_WAIT2 means no FIN came */
 	emit_tw_end(tw, ti, &t,
 		    BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2 ? CT_TW_FIN_WAIT2_TIMEOUT :
-								    CT_TW_EXPIRED, 0);
+								    CT_TW_EXPIRED, NULL);
 	return 0;
 }
 
@@ -812,7 +957,7 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 
 	/* cleanup_net() -> inet_twsk_purge(): the namespace is going away */
 	if (netns_dying(BPF_CORE_READ(tw, __tw_common.skc_net.net))) {
-		emit_tw_end(tw, ti, &t, CT_TW_NETNS_EXIT, 0);
+		emit_tw_end(tw, ti, &t, CT_TW_NETNS_EXIT, NULL);
 		return 0;
 	}
 	/*
@@ -828,7 +973,7 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 
 		read_sk_tuple(sk, &ct);
 		if (BPF_CORE_READ(sk, __sk_common.skc_state) == S_SYN_SENT && tuple_eq(&ct, &t)) {
-			emit_tw_end(tw, ti, &t, CT_TW_REUSED, 1);
+			emit_tw_end(tw, ti, &t, CT_TW_REUSED, sk);
 			return 0;
 		}
 	}

@@ -23,6 +23,7 @@ enum ct_kind {
 	CT_REC_CLOSE = 1,    /* a connection's close completed */
 	CT_REC_TIMEWAIT = 2, /* a TIME_WAIT (timewait socket) ended */
 	CT_REC_STATE = 3,    /* one state transition (--states) */
+	CT_REC_CONNECT_FAIL = 4, /* connect() found no free 4-tuple (EADDRNOTAVAIL; --tw-reuse) */
 };
 
 /* who started the close */
@@ -58,6 +59,9 @@ enum ct_tw_end {
 #define CT_F_RST_SENT	   (1u << 3) /* an RST was sent on this connection */
 #define CT_F_RST_RECEIVED  (1u << 4) /* an RST was received on this connection */
 #define CT_F_PREEXISTING   (1u << 5) /* first seen mid-connection (tracer started later) */
+#define CT_F_REUSE_BOUND   (1u << 6) /* timewait reused: the connecting socket had bind() its port */
+#define CT_F_REUSE_DELAY   (1u << 7) /* timewait reused: reuse_delay_ms is the kernel's tcp_tw_reuse_delay */
+#define CT_F_END_FIN_WAIT2 (1u << 8) /* timewait: still in substate FIN_WAIT2 when it ended */
 
 /* counters in the stats array (a global in the BPF object) */
 enum ct_stat {
@@ -89,9 +93,45 @@ struct ct_record {
 	__u8 tw_end;	   /* enum ct_tw_end */
 	__u8 oldstate;	   /* state records */
 	__u8 newstate;
-	__u8 pad[3];
+	__u8 reuse_sysctl; /* timewait reused: net.ipv4.tcp_tw_reuse in force */
+	__u8 pad[2];
+	__u32 reuse_delay_ms; /* timewait reused: net.ipv4.tcp_tw_reuse_delay in force */
+	__u32 bound_dev_if;   /* timewait: SO_BINDTODEVICE ifindex of the timewait socket */
 	char comm[CT_COMM_LEN];
 	char reuse_comm[CT_COMM_LEN];
+};
+
+/* ---- --summary: aggregates, kept in the kernel and rebuilt from records on replay ---- */
+
+#define CT_HIST_SLOTS 40 /* log2 nanosecond buckets: up to ~18 minutes */
+
+struct ct_summary {
+	__u64 closes;
+	__u64 by_initiator[CT_INIT__MAX];
+	__u64 tw_created;	  /* closes handed to a timewait socket */
+	__u64 tw_not_created;	  /* closes that found the timewait table full */
+	__u64 tw_end[CT_TW__MAX]; /* TIME_WAITs ended, by how */
+	__u64 rst_sent;		  /* connections on which an RST was sent */
+	__u64 rst_received;
+	__u64 state_hist[CT_NSTATES][CT_HIST_SLOTS]; /* time in each state, per close */
+	__u64 tw_hist[CT_HIST_SLOTS];		     /* TIME_WAIT duration */
+	__u64 reuse_age_hist[CT_HIST_SLOTS];	     /* timewait socket age when reused */
+};
+
+/* per owner process and per remote endpoint */
+struct ct_counts {
+	__u64 closes;
+	__u64 local;	  /* this side sent the first FIN */
+	__u64 remote;	  /* the peer did */
+	__u64 resets;	  /* reset either way */
+	__u64 tw_created; /* TIME_WAIT sockets this owner / endpoint left behind */
+	char comm[CT_COMM_LEN];
+};
+
+struct ct_endpoint {
+	__u16 family;
+	__u16 port;
+	__u8 addr[16];
 };
 
 #endif /* CLOSETRACE_H */

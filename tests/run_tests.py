@@ -509,6 +509,252 @@ def t_classic_tracepoints():
         check(l["initiator"] == "local-reset", "linger0 initiator %s" % l["initiator"])
         tr.stop()
 
+# ---------------------------------------------------------------- recording
+
+
+def replay(path, *args, as_user=None, timeout=60):
+    argv = [Ctx.bin("closetrace"), "-r", path] + list(args)
+    if as_user:
+        argv = ["setpriv", "--reuid=%d" % as_user, "--regid=%d" % as_user, "--clear-groups"] + argv
+    return run(argv, check_rc=False, timeout=timeout)
+
+
+def tmpdir(name):
+    d = "/tmp/ct-test-%s-%d" % (name, os.getpid())
+    run(["rm", "-rf", d])
+    os.makedirs(d)
+    return d
+
+
+def record_some(name, extra=(), scenarios=(("client-first",), ("linger0", "--port", "7002"))):
+    """Record scenarios with -w F --print --json; return (path, live stdout lines)."""
+    d = tmpdir(name)
+    path = os.path.join(d, "trace.ct")
+    with Netns(name) as ns, traced(ns, "-w", path, "--print", *extra) as tr:
+        for sc in scenarios:
+            scenario(ns, *sc)
+        if "--summary" in extra:
+            time.sleep(0.5)  # no records printed: give the last closes time
+        else:
+            tr.wait_for(lambda r: len(closes(r)) >= 2 * len(scenarios), 10, "the closes")
+            time.sleep(0.3)
+        check(tr.stop() == 0, "recorder exit code")
+        return path, list(tr.lines), d
+
+
+def t_record_replay_identical():
+    path, live, d = record_some("recjson")
+    st = os.stat(path)
+    check(st.st_mode & 0o777 == 0o600, "recording mode %o, want 0600" % (st.st_mode & 0o777))
+    p = replay(path, "--json")
+    check(p.returncode == 0, "replay exit %d: %s" % (p.returncode, p.stderr))
+    check(p.stdout == "".join(live), "replay differs from the live run:\nlive:\n%s\nreplay:\n%s" %
+          ("".join(live)[:1500], p.stdout[:1500]))
+    # the table too, and filters on replay
+    p2 = replay(path, "--lport", "7002")
+    check(p2.returncode == 0 and "local-reset" not in p2.stdout.split("\n", 1)[0], "table replay")
+    check(all("7002" in l for l in p2.stdout.splitlines()[1:]), "--lport on replay: %s" % p2.stdout)
+    # no root needed: a copy readable by nobody
+    os.chmod(d, 0o755)
+    os.chmod(path, 0o644)
+    p3 = replay(path, "--json", as_user=65534)
+    check(p3.returncode == 0 and p3.stdout == p.stdout, "replay as nobody: %d %s" % (p3.returncode, p3.stderr))
+    run(["rm", "-rf", d])
+
+
+def t_recorder_sigkill():
+    d = tmpdir("kill")
+    path = os.path.join(d, "trace.ct")
+    with Netns("kill") as ns, traced(ns, "-w", path, "--print") as tr:
+        scenario(ns, "client-first")
+        scenario(ns, "client-first")
+        tr.wait_for(lambda r: len(closes(r)) >= 4, 10, "the closes")
+        time.sleep(1.5)  # a complete block reaches the file at least every second
+        tr.proc.kill()
+        tr.proc.wait(timeout=10)
+    p = replay(path, "--json")
+    check(p.returncode == 0, "replay of a killed recording: exit %d %s" % (p.returncode, p.stderr))
+    recs = [json.loads(l) for l in p.stdout.splitlines()]
+    check(len(closes(recs)) >= 4, "records lost: %s" % summarize(recs))
+    check("truncated" in p.stderr or not p.stderr, "stderr %r" % p.stderr)
+    run(["rm", "-rf", d])
+
+
+def t_truncated_and_corrupt_files():
+    path, live, d = record_some("trunc", scenarios=[("client-first",)] * 3)
+    data = open(path, "rb").read()
+    full = replay(path, "--json").stdout.splitlines()
+    cut = os.path.join(d, "cut.ct")
+    header = 8 + 4 * 4 + 8 * 3 + 64 + 64 + 256
+    # cut at every byte of the file: never a crash, a prefix of the records
+    for n in range(0, len(data)):
+        open(cut, "wb").write(data[:n])
+        p = replay(cut, "--json")
+        check(p.returncode in (0, 1), "cut at %d: exit %d (crash?) %s" % (n, p.returncode, p.stderr))
+        lines = p.stdout.splitlines()
+        check(lines == full[:len(lines)], "cut at %d: output is not a prefix" % n)
+        if n < header:
+            check(p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1,
+                  "cut in the header at %d: %d %r" % (n, p.returncode, p.stderr))
+        else:
+            check(p.returncode == 0, "cut at %d: exit %d %r" % (n, p.returncode, p.stderr))
+            if n < len(data):
+                check("truncated" in p.stderr, "cut at %d: no warning: %r" % (n, p.stderr))
+    # a flipped byte inside the first block
+    bad = bytearray(data)
+    bad[header + 30] ^= 0xff
+    open(cut, "wb").write(bytes(bad))
+    p = replay(cut, "--json")
+    check(p.returncode == 1 and "corrupt" in p.stderr, "corrupt block: %d %r" % (p.returncode, p.stderr))
+    # a foreign file, an empty one, a newer format version
+    p = replay("/bin/sh")
+    check(p.returncode == 1 and "not a closetrace recording" in p.stderr, "foreign: %r" % p.stderr)
+    open(cut, "wb").write(b"")
+    p = replay(cut)
+    check(p.returncode == 1 and "empty" in p.stderr, "empty: %r" % p.stderr)
+    newer = bytearray(data)
+    newer[8:12] = (99).to_bytes(4, "little")
+    open(cut, "wb").write(bytes(newer))
+    p = replay(cut)
+    check(p.returncode == 1 and "newer" in p.stderr, "newer: %r" % p.stderr)
+    p = replay(os.path.join(d, "missing.ct"))
+    check(p.returncode == 1 and "cannot open" in p.stderr, "missing: %r" % p.stderr)
+    run(["rm", "-rf", d])
+
+
+def t_summary_matches_records():
+    path, live, d = record_some(
+        "summary", extra=("--summary", "--json"),
+        scenarios=[("client-first",), ("server-first", "--port", "7002"),
+                   ("linger0", "--port", "7003"), ("unread", "--port", "7004")])
+    # with --summary the recorder prints the kernel's summary at exit, not records
+    kern = [json.loads(l) for l in live if '"event":"summary"' in l]
+    check(len(kern) == 1, "no summary from the live run: %s" % live[-3:])
+    kern = kern[0]
+    p = replay(path, "--summary", "--json")
+    check(p.returncode == 0, "replay --summary: %s" % p.stderr)
+    user = [json.loads(l) for l in p.stdout.splitlines() if '"event":"summary"' in l][0]
+    check(kern == user, "kernel and replayed summaries differ:\n%s\n%s" % (kern, user))
+    recs = [json.loads(l) for l in replay(path, "--json").stdout.splitlines()]
+    cl = closes(recs)
+    check(kern["closes"] == len(cl) == 8, "closes %s vs %d records" % (kern["closes"], len(cl)))
+    for ini in ("local", "remote", "local-reset", "remote-reset"):
+        n = len([r for r in cl if r["initiator"] == ini])
+        check(kern["initiator"][ini] == n, "%s: summary %s, records %d" % (ini, kern["initiator"][ini], n))
+    check(kern["tw_created"] == len([r for r in cl if r["timewait"]]), "tw_created")
+    check(kern["rst_sent"] == len([r for r in cl if r["rst_sent"]]), "rst_sent")
+    n_fw1 = sum(c for _, c in kern["histograms_ns"].get("FIN_WAIT1", []))
+    check(n_fw1 == len([r for r in cl if "FIN_WAIT1" in r["states"]]), "FIN_WAIT1 histogram count")
+    tops = {t["pid"]: t for t in kern["top_processes"]}
+    for r in cl:
+        check(r["pid"] in tops, "pid %s missing from top_processes" % r["pid"])
+    run(["rm", "-rf", d])
+
+
+def t_summary_live_only():
+    with Netns("sumlive") as ns, traced(ns, "--summary") as tr:
+        scenario(ns, "client-first")
+        scenario(ns, "client-first")
+        time.sleep(0.5)
+        check(tr.stop() == 0, "exit code")
+        out = [json.loads(l) for l in tr.lines]
+        check([o["event"] for o in out] == ["summary", "stats"], "output %s" % [o["event"] for o in out])
+        check(out[0]["closes"] == 4 and out[0]["tw_created"] == 2, "summary %s" % out[0])
+        check(out[1]["records"] == 0, "records sent in --summary mode: %s" % out[1])
+
+
+def t_full_disk():
+    d = tmpdir("full")
+    run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", d])
+    try:
+        path = os.path.join(d, "trace.ct")
+        with Netns("full") as ns:
+            tr = Tracer(["--netns", str(ns.inode), "-w", path])
+            with tr:
+                deadline = time.time() + 60
+                while tr.proc.poll() is None and time.time() < deadline:
+                    scenario(ns, "client-first")
+                tr.proc.wait(timeout=10)
+            check(tr.proc.returncode == 1, "exit %s on a full disk" % tr.proc.returncode)
+            err = tr.proc.stderr.read()
+            check("No space left on device" in err, "stderr %r" % err)
+        p = replay(path)
+        check(p.returncode == 0, "the partial recording replays: %s" % p.stderr)
+    finally:
+        run(["umount", d], check_rc=False)
+        run(["rm", "-rf", d], check_rc=False)
+
+
+def t_rotation():
+    d = tmpdir("rotate")
+    path = os.path.join(d, "trace.ct")
+    with Netns("rotate") as ns, traced(ns, "-w", path, "--states", "--rotate", "1K",
+                                       "--rotate-count", "2") as tr:
+        for i in range(12):
+            scenario(ns, "client-first")
+            time.sleep(0.25)  # several flushes (blocks) per file
+        check(tr.stop() == 0, "exit code")
+    files = sorted(os.listdir(d))
+    check(files == ["trace.ct", "trace.ct.1", "trace.ct.2"], "files %s" % files)
+    total = 0
+    for f in files:
+        p = replay(os.path.join(d, f), "--json")
+        check(p.returncode == 0 and not p.stderr, "%s does not replay cleanly: %s" % (f, p.stderr))
+        total += p.stdout.count('"event":"state"')
+    check(total > 0, "no records in the rotated files")
+    run(["rm", "-rf", d])
+
+
+def t_write_stdout_pipe():
+    with Netns("wpipe") as ns:
+        d = tmpdir("wpipe")
+        path = os.path.join(d, "piped.ct")
+        out = open(path, "wb")
+        p = subprocess.Popen([Ctx.bin("closetrace"), "--netns", str(ns.inode), "-w", "-"],
+                             stdout=out, stderr=subprocess.PIPE, text=True)
+        try:
+            line = p.stderr.readline()
+            check(line.startswith("Tracing"), "no start line: %r" % line)
+            scenario(ns, "client-first")
+            time.sleep(1.2)
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=10)
+        finally:
+            if p.poll() is None:
+                p.kill()
+            out.close()
+        check(p.returncode == 0, "exit %d" % p.returncode)
+        r = replay(path, "--json")
+        check(r.returncode == 0 and len(closes([json.loads(l) for l in r.stdout.splitlines()])) == 2,
+              "replay of -w -: %s %s" % (r.returncode, r.stdout[:300]))
+        run(["rm", "-rf", d])
+
+
+def t_fuzz_reader_smoke():
+    fz = Ctx.bin("fuzz_reader")
+    if not os.path.exists(fz):
+        raise Skip("fuzz_reader not built (make fuzz)") if not CI else Fail("fuzz_reader not built")
+    seconds = os.environ.get("FUZZ_SECONDS", "30")
+    corpus = tmpdir("fuzz")
+    p = run([fz, "-max_total_time=" + seconds, "-max_len=65536", "-artifact_prefix=%s/" % corpus,
+             corpus, os.path.join(ROOT, "tests/fuzz/corpus")], check_rc=False, timeout=int(seconds) + 120)
+    check(p.returncode == 0, "the fuzzer found a crash:\n%s" % p.stderr[-2000:])
+    run(["rm", "-rf", corpus])
+
+
+def t_fuzz_regressions():
+    # inputs that once crashed or confused the reader, kept as regression tests
+    fz = Ctx.bin("fuzz_reader")
+    if not os.path.exists(fz):
+        raise Skip("fuzz_reader not built") if not CI else Fail("fuzz_reader not built")
+    rdir = os.path.join(ROOT, "tests/fuzz/regressions")
+    files = [os.path.join(rdir, f) for f in sorted(os.listdir(rdir))] if os.path.isdir(rdir) else []
+    files += [os.path.join(ROOT, "tests/fuzz/corpus", f)
+              for f in sorted(os.listdir(os.path.join(ROOT, "tests/fuzz/corpus")))]
+    p = run([fz] + files, check_rc=False, timeout=120)
+    check(p.returncode == 0, "a regression input fails:\n%s" % p.stderr[-2000:])
+
+
 
 INTEGRATION = [
     t_timewait_expiry,  # first: it takes a minute and runs alongside the rest
@@ -517,6 +763,9 @@ INTEGRATION = [
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
     t_timewait_not_created, t_pid_filter, t_pid_exit_stops, t_states_mode,
     t_stats_at_exit, t_errors, t_smoke_sigterm, t_classic_tracepoints,
+    t_record_replay_identical, t_recorder_sigkill, t_truncated_and_corrupt_files,
+    t_summary_matches_records, t_summary_live_only, t_full_disk, t_rotation,
+    t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions,
 ]
 PARALLEL = {t_timewait_expiry}
 

@@ -19,15 +19,18 @@
 #include <bpf/libbpf.h>
 #include "closetrace.h"
 #include "closetrace.skel.h"
-#include "correlate.h"
 #include "options.h"
 #include "output.h"
+#include "pipeline.h"
 #include "procfs.h"
+#include "replay.h"
 #include "sysinfo.h"
+#include "trace_file.h"
 
 #define POLL_MS 100
 #define WAKEUP_BYTES (256 << 10)
 #define PID_EXIT_GRACE_NS 500000000ULL
+#define RECORD_FLUSH_NS 1000000000ULL /* a complete block on disk at least every second */
 
 static volatile sig_atomic_t exiting;
 
@@ -143,6 +146,10 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	ro->filter_netns = o->netns;
 	ro->filter_family = o->family;
 	ro->emit_states = o->states;
+	/* --summary alone aggregates in the kernel and sends no records */
+	ro->emit_records = !o->summary || o->write_path;
+	ro->aggregate = o->summary;
+	ro->track_connect_fail = o->tw_reuse;
 	for (int i = 0; i < o->n_lports; i++)
 		ro->filter_lports[i] = o->lports[i];
 	for (int i = 0; i < o->n_rports; i++)
@@ -223,26 +230,41 @@ static bool process_gone(uint32_t pid, int pidfd)
 	return kill(pid, 0) && errno == ESRCH;
 }
 
-struct loop_ctx {
-	struct ct_output out;
-	struct correlator corr;
-};
-
-static void emit_record(void *ctx, const struct ct_record *r)
-{
-	struct loop_ctx *lc = ctx;
-
-	output_record(&lc->out, r);
-}
-
 static int handle_record(void *ctx, void *data, size_t len)
 {
-	struct loop_ctx *lc = ctx;
-
 	if (len < sizeof(struct ct_record))
 		return 0;
-	correlate_record(&lc->corr, data);
+	pipeline_record(ctx, data);
 	return 0;
+}
+
+static int load_summary(struct closetrace_bpf *skel, struct pipeline *p)
+{
+	int err = summary_load_kernel(p->sum, bpf_map__fd(skel->maps.summary),
+				      bpf_map__fd(skel->maps.proc_counts),
+				      bpf_map__fd(skel->maps.endpoint_counts));
+
+	if (err)
+		die("reading the summary maps: %s", strerror(-err));
+	return err;
+}
+
+static int start_recording(struct pipeline *p, const struct ct_options *o, struct ct_file_header *h)
+{
+	struct recorder_opts ro = {
+		.path = o->write_path,
+		.mode = o->file_mode,
+		.rotate_size = o->rotate_size,
+		.rotate_count = o->rotate_count,
+		.header = h,
+	};
+	int err;
+
+	trace_header_init(h, p->out.mono_to_real_ns, o->argc, o->argv);
+	err = recorder__open(&ro, &p->rec);
+	if (err)
+		die("cannot record to %s: %s", o->write_path, strerror(-err));
+	return err;
 }
 
 static void read_stats(struct closetrace_bpf *skel, struct ct_stats *s)
@@ -260,14 +282,17 @@ int main(int argc, char **argv)
 	struct closetrace_bpf *skel = NULL;
 	struct ring_buffer *rb = NULL;
 	struct ct_options opts;
-	struct loop_ctx lc = {};
+	struct pipeline p = {};
+	struct ct_file_header header;
 	struct ct_stats stats = {};
-	uint64_t start, deadline = 0, pid_gone_at = 0;
+	uint64_t start, deadline = 0, pid_gone_at = 0, next_flush, next_summary = 0;
 	int err, pidfd = -1;
 
 	err = options_parse(argc, argv, &opts);
 	if (err)
 		return err < 0 ? 2 : 0;
+	if (opts.read_path)
+		return replay_run(&opts);
 	verbose = opts.verbose;
 	libbpf_set_print(libbpf_print);
 
@@ -291,10 +316,29 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* records show when not only recording, and not in the aggregate modes */
+	err = pipeline_init(&p, &opts,
+			    (!opts.write_path || opts.print) && !opts.summary && !opts.tw_reuse, false,
+			    (int64_t)(now_ns(CLOCK_REALTIME) - now_ns(CLOCK_MONOTONIC)));
+	if (err) {
+		die("out of memory");
+		goto cleanup;
+	}
+	if (opts.write_path && !strcmp(opts.write_path, "-")) {
+		if (opts.print) {
+			die("--print cannot share stdout with -w -");
+			err = -EINVAL;
+			goto cleanup;
+		}
+		/* stdout carries the recording: summaries and stats go to stderr */
+		p.out.out = stderr;
+	}
+
 	skel = closetrace_bpf__open();
 	if (!skel) {
+		err = -errno;
 		die("failed to open BPF object: %s", strerror(errno));
-		return 1;
+		goto cleanup;
 	}
 	err = configure(skel, &opts);
 	if (err)
@@ -311,29 +355,30 @@ int main(int argc, char **argv)
 	}
 	if (opts.pid)
 		seed_target(skel, opts.pid);
+	if (opts.write_path) {
+		err = start_recording(&p, &opts, &header);
+		if (err)
+			goto cleanup;
+	}
 
-	lc.out.out = stdout;
-	lc.out.json = opts.json;
-	lc.out.timestamps = opts.timestamps;
-	lc.out.mono_to_real_ns = (int64_t)(now_ns(CLOCK_REALTIME) - now_ns(CLOCK_MONOTONIC));
-	lc.corr.states = opts.states;
-	lc.corr.emit = emit_record;
-	lc.corr.ctx = &lc;
-
-	rb = ring_buffer__new(bpf_map__fd(skel->maps.rb), handle_record, &lc, NULL);
+	rb = ring_buffer__new(bpf_map__fd(skel->maps.rb), handle_record, &p, NULL);
 	if (!rb) {
 		err = -errno;
 		die("failed to create ring buffer: %s", strerror(errno));
 		goto cleanup;
 	}
 
-	output_header(&lc.out);
+	if (p.print)
+		output_header(&p.out);
 	fflush(stdout);
 	fprintf(stderr, "Tracing TCP closes%s. Hit Ctrl-C to end.\n", opts.pid ? " of one process" : "");
 
 	start = now_ns(CLOCK_MONOTONIC);
+	next_flush = start + RECORD_FLUSH_NS;
 	if (opts.duration)
 		deadline = start + (uint64_t)(opts.duration * 1e9);
+	if (opts.interval)
+		next_summary = start + (uint64_t)(opts.interval * 1e9);
 	while (!exiting) {
 		uint64_t now;
 
@@ -354,12 +399,28 @@ int main(int argc, char **argv)
 			break;
 		}
 		err = 0;
+		now = now_ns(CLOCK_MONOTONIC);
+		if (p.rec && !p.rec_err && now >= next_flush) {
+			p.rec_err = recorder__flush(p.rec);
+			next_flush = now + RECORD_FLUSH_NS;
+		}
+		if (p.rec_err) {
+			die("recording to %s stopped: %s", recorder__path(p.rec), strerror(-p.rec_err));
+			err = p.rec_err;
+			break;
+		}
+		if (next_summary && now >= next_summary) {
+			err = load_summary(skel, &p);
+			if (err)
+				break;
+			summary_print(p.sum, p.out.out, p.out.json, p.top);
+			next_summary += (uint64_t)(opts.interval * 1e9);
+		}
 		if (fflush(stdout) || ferror(stdout)) {
 			die("write error on output: %s", strerror(errno));
 			err = -EIO;
 			break;
 		}
-		now = now_ns(CLOCK_MONOTONIC);
 		if (deadline && now >= deadline)
 			break;
 		if (opts.pid && !pid_gone_at && process_gone(opts.pid, pidfd)) {
@@ -370,17 +431,39 @@ int main(int argc, char **argv)
 		if (pid_gone_at && now - pid_gone_at >= PID_EXIT_GRACE_NS)
 			break;
 	}
-	if (err >= 0)
-		ring_buffer__consume(rb);
+	if (err)
+		goto cleanup;
+	ring_buffer__consume(rb);
 
 	read_stats(skel, &stats);
-	output_stats(&lc.out, &stats);
+	if (p.rec) {
+		err = p.rec_err ? p.rec_err : recorder__write_stats(p.rec, &stats);
+		if (err) {
+			die("recording to %s stopped: %s", recorder__path(p.rec), strerror(-err));
+			goto cleanup;
+		}
+	}
+	if (p.sum) {
+		err = load_summary(skel, &p);
+		if (err)
+			goto cleanup;
+	}
+	pipeline_finish(&p, &stats);
 	if (fflush(stdout) || ferror(stdout)) {
 		die("write error on output: %s", strerror(errno));
 		err = -EIO;
 	}
 
 cleanup:
+	if (p.rec) {
+		int cerr = recorder__close(p.rec);
+
+		if (cerr && !err) {
+			die("closing %s: %s", opts.write_path, strerror(-cerr));
+			err = cerr;
+		}
+	}
+	pipeline_free(&p);
 	ring_buffer__free(rb);
 	closetrace_bpf__destroy(skel);
 	if (pidfd >= 0)

@@ -18,6 +18,13 @@ enum {
 	OPT_NETNS,
 	OPT_CLASSIC_TP,
 	OPT_VERSION,
+	OPT_PRINT,
+	OPT_ROTATE,
+	OPT_ROTATE_COUNT,
+	OPT_FILE_MODE,
+	OPT_SUMMARY,
+	OPT_TOP,
+	OPT_TW_REUSE,
 };
 
 static const char doc[] =
@@ -29,7 +36,11 @@ static const char doc[] =
 	"    closetrace -p 1234          # connections owned by process 1234\n"
 	"    closetrace --lport 80,443   # connections on local ports 80 or 443\n"
 	"    closetrace --json -d 10     # JSON lines for 10 seconds\n"
-	"    closetrace --states -T      # every transition, TIME_WAIT included\n";
+	"    closetrace --states -T      # every transition, TIME_WAIT included\n"
+	"    closetrace -w trace.ct       # record (compressed) for later\n"
+	"    closetrace -r trace.ct --json  # replay a recording, no root needed\n"
+	"    closetrace --summary -d 30  # aggregates: who closes, how long, TIME_WAIT ends\n"
+	"    closetrace --tw-reuse       # check every TIME_WAIT reuse against the sysctls\n";
 
 static const char args_doc[] = "";
 
@@ -45,13 +56,25 @@ static const struct argp_option option_table[] = {
 	{ "json", OPT_JSON, NULL, 0, "One JSON object per line", 2 },
 	{ "states", OPT_STATES, NULL, 0, "Also print every state transition", 2 },
 	{ "timestamp", 'T', NULL, 0, "Include a time column (table output)", 2 },
-	{ NULL, 0, NULL, 0, "Run:", 3 },
-	{ "duration", 'd', "SECONDS", 0, "Stop after this many seconds", 3 },
-	{ "verbose", 'v', NULL, 0, "Print libbpf debug output", 3 },
+	{ "summary", OPT_SUMMARY, NULL, 0, "Aggregate in the kernel; print a summary at exit", 2 },
+	{ "interval", 'i', "SECONDS", 0, "With --summary: print the (cumulative) summary this often", 2 },
+	{ "top", OPT_TOP, "N", 0, "Rows in the summary's top tables (default 10)", 2 },
+	{ "tw-reuse", OPT_TW_REUSE, NULL, 0,
+	  "Check every TIME_WAIT reuse against tcp_tw_reuse and its delay", 2 },
+	{ NULL, 0, NULL, 0, "Recording:", 3 },
+	{ "write", 'w', "FILE", 0, "Record to FILE (- for stdout) instead of printing", 3 },
+	{ "read", 'r', "FILE", 0, "Replay a recording (no root or BPF needed)", 3 },
+	{ "print", OPT_PRINT, NULL, 0, "With -w: print as well as record", 3 },
+	{ "rotate", OPT_ROTATE, "SIZE", 0, "With -w: start a new file past SIZE (K, M, G)", 3 },
+	{ "rotate-count", OPT_ROTATE_COUNT, "N", 0, "With --rotate: keep N old files (default 5)", 3 },
+	{ "file-mode", OPT_FILE_MODE, "MODE", 0, "With -w: permissions of the file (octal, default 0600)", 3 },
+	{ NULL, 0, NULL, 0, "Run:", 4 },
+	{ "duration", 'd', "SECONDS", 0, "Stop after this many seconds", 4 },
+	{ "verbose", 'v', NULL, 0, "Print libbpf debug output", 4 },
 	{ "classic-tracepoints", OPT_CLASSIC_TP, NULL, 0,
-	  "Attach classic tracepoints instead of BTF ones (diagnostic)", 3 },
-	{ "version", OPT_VERSION, NULL, 0, "Print the version and exit", 3 },
-	{ "help", 'h', NULL, 0, "Show this help", 3 },
+	  "Attach classic tracepoints instead of BTF ones (diagnostic)", 4 },
+	{ "version", OPT_VERSION, NULL, 0, "Print the version and exit", 4 },
+	{ "help", 'h', NULL, 0, "Show this help", 4 },
 	{},
 };
 
@@ -112,6 +135,38 @@ int parse_port_list(const char *s, uint16_t *ports, int max, char *err, size_t e
 	return n;
 }
 
+int64_t parse_size(const char *s)
+{
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	}
+	if (*end || v == 0 || v > (1ULL << (62 - shift)))
+		return -1;
+	return (int64_t)(v << shift);
+}
+
+static double parse_seconds(const char *arg)
+{
+	char *end;
+	double d = strtod(arg, &end);
+
+	if (*end || end == arg || !(d > 0) || d > 1e9)
+		return -1;
+	return d;
+}
+
 static error_t parse_opt(int key, char *arg, struct argp_state *state)
 {
 	struct parse_state *ps = state->input;
@@ -151,14 +206,74 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		if (o->n_rports < 0)
 			fail("--rport: %s", err);
 		break;
-	case 'd': {
-		double d = strtod(arg, &end);
-
-		if (*end || end == arg || !(d > 0) || d > 1e9)
+	case 'd':
+		o->duration = parse_seconds(arg);
+		if (o->duration < 0)
 			fail("invalid duration '%s' (seconds, > 0)", arg);
-		o->duration = d;
+		break;
+	case 'i':
+		o->interval = parse_seconds(arg);
+		if (o->interval < 0)
+			fail("invalid interval '%s' (seconds, > 0)", arg);
+		break;
+	case 'w':
+		o->write_path = arg;
+		break;
+	case 'r':
+		o->read_path = arg;
+		break;
+	case OPT_PRINT:
+		o->print = true;
+		break;
+	case OPT_ROTATE: {
+		int64_t sz = parse_size(arg);
+
+		if (sz < 1024)
+			fail("invalid --rotate size '%s' (at least 1K; K, M, G suffixes)", arg);
+		o->rotate_size = sz;
 		break;
 	}
+	case OPT_ROTATE_COUNT:
+		errno = 0;
+		v = strtol(arg, &end, 10);
+		if (errno || *end || v < 0 || v > 1000)
+			fail("invalid --rotate-count '%s' (0-1000)", arg);
+		o->rotate_count = (unsigned int)v;
+		break;
+	case OPT_FILE_MODE:
+		errno = 0;
+		v = strtol(arg, &end, 8);
+		if (errno || *end || v < 0 || v > 0777 || end == arg)
+			fail("invalid --file-mode '%s' (octal, e.g. 0640)", arg);
+		o->file_mode = (unsigned int)v;
+		break;
+	case OPT_SUMMARY:
+		o->summary = true;
+		break;
+	case OPT_TOP:
+		errno = 0;
+		v = strtol(arg, &end, 10);
+		if (errno || *end || v < 1 || v > 100000)
+			fail("invalid --top '%s' (1-100000)", arg);
+		o->top = (int)v;
+		break;
+	case OPT_TW_REUSE:
+		o->tw_reuse = true;
+		break;
+	case ARGP_KEY_END:
+		if (o->read_path && o->write_path)
+			fail("-r and -w exclude each other");
+		if ((o->rotate_size || o->print) && !o->write_path)
+			fail("--rotate and --print go with -w");
+		if (o->rotate_size && o->write_path && !strcmp(o->write_path, "-"))
+			fail("--rotate needs a file, not stdout");
+		if (o->interval && !o->summary)
+			fail("-i goes with --summary");
+		if (o->tw_reuse && o->summary)
+			fail("--tw-reuse and --summary exclude each other");
+		if (o->read_path && (o->duration || o->classic_tp))
+			fail("-d and --classic-tracepoints do not apply to -r");
+		break;
 	case OPT_JSON:
 		o->json = true;
 		break;
@@ -202,6 +317,11 @@ int options_parse(int argc, char **argv, struct ct_options *opts)
 	struct parse_state ps = { .opts = opts };
 
 	memset(opts, 0, sizeof(*opts));
+	opts->file_mode = 0600;
+	opts->rotate_count = 5;
+	opts->top = 10;
+	opts->argc = argc;
+	opts->argv = argv;
 	/* no exit from inside argp: errors come back here (unit-testable) */
 	if (argp_parse(&argp, argc, argv, ARGP_NO_HELP | ARGP_NO_EXIT, NULL, &ps))
 		return -1;

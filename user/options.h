@@ -20,6 +20,18 @@ struct ct_options {
 	bool timestamps;  /* -T */
 	bool verbose;	  /* -v */
 	bool classic_tp;  /* --classic-tracepoints */
+	const char *write_path;	 /* -w: record to this file ("-" = stdout) */
+	const char *read_path;	 /* -r: replay this recording */
+	bool print;		 /* --print: with -w, also print */
+	uint64_t rotate_size;	 /* --rotate */
+	unsigned int rotate_count; /* --rotate-count */
+	unsigned int file_mode;	 /* --file-mode, default 0600 */
+	bool summary;		 /* --summary */
+	double interval;	 /* -i: summary every this many seconds */
+	int top;		 /* --top: rows in the summary's top tables */
+	bool tw_reuse;		 /* --tw-reuse */
+	int argc;		 /* the command line, for the recording's header */
+	char **argv;
 };
 
 /*
@@ -28,6 +40,9 @@ struct ct_options {
  * error to stderr.
  */
 int options_parse(int argc, char **argv, struct ct_options *opts);
+
+/* Parse "100M", "1G", "4096" into bytes; -1 on error. */
+int64_t parse_size(const char *s);
 
 /* Parse "80,443,8000" into ports[]; returns the count or -1 (with msg). */
 int parse_port_list(const char *s, uint16_t *ports, int max, char *err, size_t errlen);

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * --summary accounting, compiled into both sides: the BPF programs apply it
+ * to every record they produce (in kernel maps), the replay of a recording
+ * applies it to every record read back.  One definition, so both agree.
+ */
+#ifndef CLOSETRACE_SUMMARY_ACCOUNT_H
+#define CLOSETRACE_SUMMARY_ACCOUNT_H
+
+#include "closetrace.h"
+
+#ifndef CT_INLINE
+#define CT_INLINE static inline __attribute__((always_inline))
+#endif
+
+/* TCP_FIN_WAIT2 etc. as the kernel numbers them (include/net/tcp_states.h) */
+#define CT_TCP_FIN_WAIT2 5
+#define CT_TCP_CLOSE 7
+#define CT_TCP_LISTEN 10
+
+/* floor(log2(v)), 0 for 0 and 1, capped to the last slot */
+CT_INLINE __u32 ct_hist_slot(__u64 v)
+{
+	__u32 r = 0;
+
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) r += 1;
+	return r < CT_HIST_SLOTS ? r : CT_HIST_SLOTS - 1;
+}
+
+/* The summary of one record.  s is per CPU in the kernel: plain adds. */
+CT_INLINE void ct_summary_account(struct ct_summary *s, const struct ct_record *r)
+{
+	if (r->kind == CT_REC_CLOSE) {
+		s->closes++;
+		if (r->initiator < CT_INIT__MAX)
+			s->by_initiator[r->initiator]++;
+		if (r->flags & CT_F_TIMEWAIT)
+			s->tw_created++;
+		if (r->flags & CT_F_TW_NOT_CREATED)
+			s->tw_not_created++;
+		if (r->flags & CT_F_RST_SENT)
+			s->rst_sent++;
+		if (r->flags & CT_F_RST_RECEIVED)
+			s->rst_received++;
+		for (int i = 1; i < CT_NSTATES; i++) {
+			if (!(r->visited & (1u << i)) || i == CT_TCP_CLOSE || i == CT_TCP_LISTEN)
+				continue;
+			s->state_hist[i][ct_hist_slot(r->state_ns[i])]++;
+		}
+	} else if (r->kind == CT_REC_TIMEWAIT) {
+		if (r->tw_end < CT_TW__MAX)
+			s->tw_end[r->tw_end]++;
+		s->tw_hist[ct_hist_slot(r->tw_ns)]++;
+		if (r->tw_end == CT_TW_REUSED)
+			s->reuse_age_hist[ct_hist_slot(r->tw_sock_ns)]++;
+	}
+}
+
+/*
+ * The per-owner and per-endpoint counts of one close record.  Shared
+ * between CPUs in the kernel: atomic adds.
+ */
+CT_INLINE void ct_counts_account(struct ct_counts *c, const struct ct_record *r)
+{
+	__sync_fetch_and_add(&c->closes, 1);
+	if (r->initiator == CT_INIT_LOCAL || r->initiator == CT_INIT_SIMULTANEOUS)
+		__sync_fetch_and_add(&c->local, 1);
+	else if (r->initiator == CT_INIT_REMOTE)
+		__sync_fetch_and_add(&c->remote, 1);
+	if (r->flags & (CT_F_RST_SENT | CT_F_RST_RECEIVED))
+		__sync_fetch_and_add(&c->resets, 1);
+	if (r->flags & CT_F_TIMEWAIT)
+		__sync_fetch_and_add(&c->tw_created, 1);
+}
+
+CT_INLINE void ct_endpoint_of(struct ct_endpoint *e, const struct ct_record *r)
+{
+	e->family = r->family;
+	e->port = r->rport;
+	for (int i = 0; i < 16; i++)
+		e->addr[i] = r->raddr[i];
+}
+
+#endif /* CLOSETRACE_SUMMARY_ACCOUNT_H */

@@ -1,0 +1,446 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/* Recorded traces: the writer (with rotation) and the checking reader. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+#include "trace_file.h"
+
+#define BLOCK_RECORDS 1024 /* records per block at most */
+
+static uint64_t clock_ns(clockid_t c)
+{
+	struct timespec ts;
+
+	clock_gettime(c, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+void trace_header_init(struct ct_file_header *h, int64_t mono_to_real_ns, int argc, char **argv)
+{
+	struct utsname u;
+	size_t used = 0;
+
+	memset(h, 0, sizeof(*h));
+	memcpy(h->magic, CT_FILE_MAGIC, 8);
+	h->version = CT_FILE_VERSION;
+	h->header_size = sizeof(*h);
+	h->record_size = sizeof(struct ct_record);
+	h->mono_to_real_ns = mono_to_real_ns;
+	h->created_ns = clock_ns(CLOCK_REALTIME);
+	h->boot_time_ns = h->created_ns - clock_ns(CLOCK_BOOTTIME);
+	gethostname(h->hostname, sizeof(h->hostname) - 1);
+	if (!uname(&u))
+		memcpy(h->kernel, u.release, strnlen(u.release, sizeof(h->kernel) - 1));
+	for (int i = 0; i < argc && used < sizeof(h->options) - 1; i++) {
+		int n = snprintf(h->options + used, sizeof(h->options) - used, "%s%s", i ? " " : "",
+				 argv[i]);
+
+		if (n < 0)
+			break;
+		used += n;
+	}
+}
+
+/* ---- writer ---- */
+
+struct recorder {
+	struct recorder_opts o;
+	char *path;
+	int fd;
+	uint64_t bytes; /* in the current file */
+	struct ct_record buf[BLOCK_RECORDS];
+	unsigned int n;
+	unsigned char *zbuf;
+	size_t zcap;
+};
+
+static int write_all(int fd, const void *p, size_t len)
+{
+	const char *c = p;
+
+	while (len) {
+		ssize_t w = write(fd, c, len);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		c += w;
+		len -= w;
+	}
+	return 0;
+}
+
+static int open_output(struct recorder *r)
+{
+	int err;
+
+	if (strcmp(r->path, "-") == 0) {
+		r->fd = STDOUT_FILENO;
+	} else {
+		r->fd = open(r->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, r->o.mode);
+		if (r->fd < 0)
+			return -errno;
+		/* O_CREAT honours the umask; an existing file keeps its mode */
+		if (fchmod(r->fd, r->o.mode) && errno != EPERM)
+			return -errno;
+	}
+	r->bytes = 0;
+	err = write_all(r->fd, r->o.header, sizeof(*r->o.header));
+	if (!err)
+		r->bytes += sizeof(*r->o.header);
+	return err;
+}
+
+int recorder__open(const struct recorder_opts *o, struct recorder **out)
+{
+	struct recorder *r = calloc(1, sizeof(*r));
+	int err;
+
+	if (!r)
+		return -ENOMEM;
+	r->o = *o;
+	r->fd = -1;
+	r->path = strdup(o->path);
+	r->zcap = compressBound(sizeof(r->buf));
+	r->zbuf = malloc(r->zcap);
+	if (!r->path || !r->zbuf) {
+		recorder__close(r);
+		return -ENOMEM;
+	}
+	err = open_output(r);
+	if (err) {
+		recorder__close(r);
+		return err;
+	}
+	*out = r;
+	return 0;
+}
+
+const char *recorder__path(const struct recorder *r)
+{
+	return r->path;
+}
+
+/* PATH -> PATH.1 -> ... -> PATH.N (the oldest goes) */
+static int write_block(struct recorder *r, uint32_t type, const void *raw, uint32_t raw_len,
+		       uint32_t count);
+
+static int rotate(struct recorder *r)
+{
+	size_t len = strlen(r->path) + 16;
+	char *from = malloc(len), *to = malloc(len);
+	int err = 0;
+
+	if (!from || !to) {
+		err = -ENOMEM;
+		goto out;
+	}
+	/* say where this file ends, so a reader can tell it from a cut one */
+	err = write_block(r, CT_BLOCK_ROTATED, &r->bytes, sizeof(r->bytes), 0);
+	if (err)
+		goto out;
+	if (close(r->fd)) {
+		r->fd = -1;
+		err = -errno;
+		goto out;
+	}
+	r->fd = -1;
+	for (unsigned int i = r->o.rotate_count; i > 0; i--) {
+		if (i == 1)
+			snprintf(from, len, "%s", r->path);
+		else
+			snprintf(from, len, "%s.%u", r->path, i - 1);
+		snprintf(to, len, "%s.%u", r->path, i);
+		if (rename(from, to) && errno != ENOENT) {
+			err = -errno;
+			goto out;
+		}
+	}
+	if (r->o.rotate_count == 0 && unlink(r->path) && errno != ENOENT) {
+		err = -errno;
+		goto out;
+	}
+	err = open_output(r);
+out:
+	free(from);
+	free(to);
+	return err;
+}
+
+static int write_block(struct recorder *r, uint32_t type, const void *raw, uint32_t raw_len,
+		       uint32_t count)
+{
+	struct ct_block_header bh = { .magic = CT_BLOCK_MAGIC, .type = type, .raw_len = raw_len,
+				      .count = count };
+	uLongf zlen = r->zcap;
+	int err;
+
+	/* level 1: the recorder must keep up with the ring buffer */
+	if (compress2(r->zbuf, &zlen, raw, raw_len, 1) != Z_OK)
+		return -ENOMEM;
+	bh.comp_len = zlen;
+	bh.crc = crc32(0, r->zbuf, zlen);
+	err = write_all(r->fd, &bh, sizeof(bh));
+	if (!err)
+		err = write_all(r->fd, r->zbuf, zlen);
+	if (err)
+		return err;
+	r->bytes += sizeof(bh) + zlen;
+	return 0;
+}
+
+int recorder__flush(struct recorder *r)
+{
+	int err;
+
+	if (!r->n)
+		return 0;
+	err = write_block(r, CT_BLOCK_RECORDS, r->buf, r->n * sizeof(r->buf[0]), r->n);
+	r->n = 0;
+	if (err)
+		return err;
+	if (r->o.rotate_size && r->bytes >= r->o.rotate_size && strcmp(r->path, "-"))
+		return rotate(r);
+	return 0;
+}
+
+int recorder__add(struct recorder *r, const struct ct_record *rec)
+{
+	r->buf[r->n++] = *rec;
+	if (r->n == BLOCK_RECORDS)
+		return recorder__flush(r);
+	return 0;
+}
+
+int recorder__write_stats(struct recorder *r, const struct ct_stats *s)
+{
+	int err = recorder__flush(r);
+
+	if (err)
+		return err;
+	return write_block(r, CT_BLOCK_STATS, s, sizeof(*s), 0);
+}
+
+int recorder__close(struct recorder *r)
+{
+	int err = 0;
+
+	if (!r)
+		return 0;
+	if (r->fd >= 0 && r->fd != STDOUT_FILENO && close(r->fd))
+		err = -errno;
+	free(r->zbuf);
+	free(r->path);
+	free(r);
+	return err;
+}
+
+/* ---- reader ---- */
+
+struct trace_reader {
+	FILE *f;
+	struct ct_file_header h;
+	uint64_t offset; /* end of the last complete block */
+	uint64_t records;
+	struct ct_stats stats;
+	unsigned char *raw, *comp; /* grown to the largest block seen */
+	size_t raw_cap, comp_cap;
+	uint32_t n, next; /* records in the current block, next to return */
+};
+
+static int grow(unsigned char **buf, size_t *cap, size_t need)
+{
+	unsigned char *p;
+
+	if (need <= *cap)
+		return 0;
+	p = realloc(*buf, need);
+	if (!p)
+		return -1;
+	*buf = p;
+	*cap = need;
+	return 0;
+}
+
+static struct trace_reader *reader_init(FILE *f, char *err, size_t errlen)
+{
+	struct trace_reader *rd = calloc(1, sizeof(*rd));
+	size_t got;
+
+	if (!rd) {
+		snprintf(err, errlen, "out of memory");
+		fclose(f);
+		return NULL;
+	}
+	rd->f = f;
+	got = fread(&rd->h, 1, sizeof(rd->h), f);
+	if (got < 8 || memcmp(rd->h.magic, CT_FILE_MAGIC, 8)) {
+		snprintf(err, errlen, got == 0 ? "empty file, not a closetrace recording" :
+						 "not a closetrace recording (bad magic)");
+		goto fail;
+	}
+	if (got < 16) {
+		snprintf(err, errlen, "truncated inside the file header");
+		goto fail;
+	}
+	if (rd->h.version > CT_FILE_VERSION) {
+		snprintf(err, errlen, "recording format version %u is newer than this closetrace reads (%u)",
+			 rd->h.version, CT_FILE_VERSION);
+		goto fail;
+	}
+	if (rd->h.version == 0 || rd->h.header_size != sizeof(rd->h)) {
+		snprintf(err, errlen, "corrupt file header");
+		goto fail;
+	}
+	if (got < sizeof(rd->h)) {
+		snprintf(err, errlen, "truncated inside the file header");
+		goto fail;
+	}
+	if (rd->h.record_size != sizeof(struct ct_record)) {
+		snprintf(err, errlen, "record size %u does not match this closetrace (%zu)",
+			 rd->h.record_size, sizeof(struct ct_record));
+		goto fail;
+	}
+	rd->h.hostname[sizeof(rd->h.hostname) - 1] = '\0';
+	rd->h.kernel[sizeof(rd->h.kernel) - 1] = '\0';
+	rd->h.options[sizeof(rd->h.options) - 1] = '\0';
+	rd->offset = sizeof(rd->h);
+	return rd;
+fail:
+	trace_reader__close(rd);
+	return NULL;
+}
+
+struct trace_reader *trace_reader__open(const char *path, char *err, size_t errlen)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : fdopen(dup(STDIN_FILENO), "rb");
+
+	if (!f) {
+		snprintf(err, errlen, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	return reader_init(f, err, errlen);
+}
+
+struct trace_reader *trace_reader__open_mem(const void *data, size_t len, char *err, size_t errlen)
+{
+	FILE *f;
+
+	if (!len) {
+		snprintf(err, errlen, "empty file, not a closetrace recording");
+		return NULL;
+	}
+	f = fmemopen((void *)data, len, "rb");
+	if (!f) {
+		snprintf(err, errlen, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	return reader_init(f, err, errlen);
+}
+
+const struct ct_file_header *trace_reader__header(const struct trace_reader *rd)
+{
+	return &rd->h;
+}
+
+const struct ct_stats *trace_reader__stats(const struct trace_reader *rd)
+{
+	return &rd->stats;
+}
+
+uint64_t trace_reader__offset(const struct trace_reader *rd)
+{
+	return rd->offset;
+}
+
+uint64_t trace_reader__records(const struct trace_reader *rd)
+{
+	return rd->records;
+}
+
+/* read the next block; READ_OK when records are ready */
+static enum reader_status read_block(struct trace_reader *rd)
+{
+	struct ct_block_header bh;
+	uLongf raw_len;
+	size_t got;
+
+	got = fread(&bh, 1, sizeof(bh), rd->f);
+	if (got == 0)
+		return ferror(rd->f) ? READ_IO_ERROR : READ_EOF;
+	if (got < sizeof(bh))
+		return ferror(rd->f) ? READ_IO_ERROR : READ_TRUNCATED;
+	if (bh.magic != CT_BLOCK_MAGIC || bh.raw_len > CT_BLOCK_MAX_RAW || !bh.raw_len ||
+	    bh.comp_len > compressBound(bh.raw_len))
+		return READ_CORRUPT;
+	if (grow(&rd->comp, &rd->comp_cap, bh.comp_len ? bh.comp_len : 1) ||
+	    grow(&rd->raw, &rd->raw_cap, bh.raw_len))
+		return READ_IO_ERROR;
+	got = fread(rd->comp, 1, bh.comp_len, rd->f);
+	if (got < bh.comp_len)
+		return ferror(rd->f) ? READ_IO_ERROR : READ_TRUNCATED;
+	if (crc32(0, rd->comp, bh.comp_len) != bh.crc)
+		return READ_CORRUPT;
+	raw_len = bh.raw_len;
+	if (uncompress(rd->raw, &raw_len, rd->comp, bh.comp_len) != Z_OK || raw_len != bh.raw_len)
+		return READ_CORRUPT;
+	switch (bh.type) {
+	case CT_BLOCK_RECORDS:
+		if (!bh.count || (uint64_t)bh.count * sizeof(struct ct_record) != raw_len)
+			return READ_CORRUPT;
+		rd->n = bh.count;
+		rd->next = 0;
+		break;
+	case CT_BLOCK_STATS:
+		if (raw_len != sizeof(rd->stats) || bh.count)
+			return READ_CORRUPT;
+		memcpy(&rd->stats, rd->raw, sizeof(rd->stats));
+		rd->n = rd->next = 0;
+		break;
+	case CT_BLOCK_ROTATED:
+		if (raw_len != sizeof(uint64_t) || bh.count)
+			return READ_CORRUPT;
+		rd->n = rd->next = 0;
+		break;
+	default:
+		return READ_CORRUPT;
+	}
+	rd->offset += sizeof(bh) + bh.comp_len;
+	if (bh.type == CT_BLOCK_STATS)
+		return READ_STATS;
+	return bh.type == CT_BLOCK_ROTATED ? READ_ROTATED : READ_OK;
+}
+
+enum reader_status trace_reader__next(struct trace_reader *rd, struct ct_record *rec)
+{
+	while (rd->next >= rd->n) {
+		enum reader_status st = read_block(rd);
+
+
+		if (st != READ_OK)
+			return st;
+	}
+	memcpy(rec, rd->raw + (size_t)rd->next++ * sizeof(*rec), sizeof(*rec));
+	rd->records++;
+	return READ_OK;
+}
+
+void trace_reader__close(struct trace_reader *rd)
+{
+	if (!rd)
+		return;
+	if (rd->f)
+		fclose(rd->f);
+	free(rd->raw);
+	free(rd->comp);
+	free(rd);
+}
