@@ -30,6 +30,10 @@
 #define ECONNRESET 104
 #define TCP_TIMEWAIT_LEN_S 60 /* include/net/tcp.h: TCP_TIMEWAIT_LEN (60*HZ) */
 #define SOCK_BINDPORT_LOCK 8  /* include/net/sock.h */
+#define PF_EXITING 0x4	      /* include/linux/sched.h */
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EADDRINUSE 98
 
 /* configuration, set by the loader before load */
 const volatile __u32 filter_pid = 0;
@@ -57,11 +61,19 @@ struct sock_info {
 	__u64 conn_id;
 	__u64 state_ts; /* when the current state began, 0 if unknown */
 	__u64 state_ns[CT_NSTATES];
+	__u64 ino;	 /* socket inode, read while a process still held the socket */
+	__u64 close_ts;	 /* the application's close (for SO_LINGER waits) */
+	__u64 linger_ns; /* SO_LINGER time of a waiting close() */
 	__u32 pid;
 	__u32 flags;
 	__u16 visited;
 	__u8 initiator;
 	__u8 close_pending; /* reached CLOSE; waiting for tcp_send_reset or destroy */
+	__u8 method;	    /* enum ct_method of the first close */
+	__u8 app_method;    /* remote-initiated: how the app closed */
+	__u8 exit_signal;
+	__u8 linger;	    /* enum ct_linger */
+	__u8 state;	    /* current state */
 	char comm[CT_COMM_LEN];
 };
 
@@ -74,6 +86,7 @@ struct tw_info {
 	__u32 flags;
 	__u8 initiator;
 	__u8 claimed; /* joined to the full socket it came from */
+	__u8 method;
 	char comm[CT_COMM_LEN];
 };
 
@@ -417,6 +430,12 @@ static __always_inline void emit_close(struct sock_info *si, const struct tuple 
 	r->flags = si->flags;
 	r->visited = si->visited;
 	r->initiator = si->initiator;
+	r->method = si->method;
+	r->app_method = si->app_method;
+	r->exit_signal = si->exit_signal;
+	r->linger = si->linger;
+	r->linger_ns = si->linger_ns;
+	r->ino = si->ino;
 	__builtin_memcpy(r->state_ns, si->state_ns, sizeof(r->state_ns));
 	__builtin_memcpy(r->comm, si->comm, CT_COMM_LEN);
 	record_submit(r, ring);
@@ -490,6 +509,68 @@ static __always_inline void finish(struct sock_info *si, const struct tuple *t, 
 {
 	emit_close(si, t);
 	bpf_map_delete_elem(&socks, &key);
+}
+
+/* SO_LINGER on, and its time in jiffies */
+static __always_inline int sk_linger(struct sock *sk, __u64 *ticks)
+{
+	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+
+	*ticks = BPF_CORE_READ(sk, sk_lingertime);
+	return flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_LINGER));
+}
+
+/* the process doing this close is exiting: do_exit() -> exit_files() */
+static __always_inline int current_exiting(struct sock_info *si)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+
+	if (!(BPF_CORE_READ(task, flags) & PF_EXITING))
+		return 0;
+	si->flags |= CT_F_EXITING;
+	si->exit_signal = BPF_CORE_READ(task, exit_code) & 0x7f;
+	return 1;
+}
+
+/*
+ * How the current process closes sk, at a transition tcp_close_state()
+ * makes in its context (ESTABLISHED -> FIN_WAIT1, CLOSE_WAIT -> LAST_ACK).
+ * sock_close() -> __tcp_close() runs from __fput(), after the last
+ * reference to the file went; shutdown() holds a live reference.
+ */
+static __always_inline __u8 app_close_method(struct sock *sk, struct sock_info *si, __u64 now)
+{
+	struct socket *sock = BPF_CORE_READ(sk, sk_socket);
+	struct file *file = sock ? BPF_CORE_READ(sock, file) : NULL;
+	__u64 ticks;
+
+	if (file) {
+		si->ino = BPF_CORE_READ(file, f_inode, i_ino);
+		if (file_refs(file) > 0)
+			return CT_M_SHUTDOWN;
+	}
+	if (current_exiting(si))
+		return CT_M_EXIT;
+	/* tcp_close(): with SO_LINGER {1, N} close() waits in sk_stream_wait_close() */
+	if (sk_linger(sk, &ticks) && ticks) {
+		si->close_ts = now;
+		si->linger_ns = ticks * (1000000000ULL / hz);
+		return CT_M_LINGER_WAIT;
+	}
+	return CT_M_CLOSE;
+}
+
+/*
+ * A waiting close() returns once the state leaves FIN_WAIT1/CLOSING/
+ * LAST_ACK (sk_stream_wait_close()) or when the linger time runs out.
+ */
+static __always_inline void settle_linger(struct sock_info *si, int old, __u64 now)
+{
+	if (!si->linger_ns || si->linger != CT_LINGER_NONE)
+		return;
+	if (old != S_FIN_WAIT1 && old != S_CLOSING && old != S_LAST_ACK)
+		return;
+	si->linger = now - si->close_ts <= si->linger_ns ? CT_LINGER_ACKED : CT_LINGER_TIMEOUT;
 }
 
 static __always_inline int handle_set_state(struct sock *sk, int old, int new)
@@ -577,10 +658,20 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 
 		set_owner_current(&si->pid, si->comm);
 		bpf_map_update_elem(&connecting, &id, &key, BPF_ANY);
-	} else if ((old == S_ESTABLISHED && new == S_FIN_WAIT1) ||
-		   (old == S_CLOSE_WAIT && new == S_LAST_ACK) || old == new) {
+	} else if (((old == S_ESTABLISHED || old == S_SYN_RECV) && new == S_FIN_WAIT1) ||
+		   (old == S_CLOSE_WAIT && new == S_LAST_ACK)) {
+		__u8 m = app_close_method(sk, si, now);
+
+		set_owner_current(&si->pid, si->comm);
+		if (new == S_LAST_ACK)
+			si->app_method = m;
+		else if (si->method == CT_M_NONE)
+			si->method = m;
+	} else if (old == new) {
 		set_owner_current(&si->pid, si->comm);
 	}
+	settle_linger(si, old, now);
+	si->state = new;
 
 	if (si->initiator == CT_INIT_NONE) {
 		if (new == S_FIN_WAIT1)
@@ -588,6 +679,8 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 		else if (new == S_CLOSE_WAIT)
 			si->initiator = CT_INIT_REMOTE;
 	}
+	if (new == S_CLOSE_WAIT && si->method == CT_M_NONE)
+		si->method = CT_M_FIN;
 	/* FIN_WAIT1 -> CLOSING: the peer's FIN arrived before the ACK of ours */
 	if (new == S_CLOSING && si->initiator == CT_INIT_LOCAL)
 		si->initiator = CT_INIT_SIMULTANEOUS;
@@ -629,6 +722,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 					ti->conn_id = si->conn_id;
 					ti->pid = si->pid;
 					ti->initiator = si->initiator;
+					ti->method = si->method;
 					ti->fw2_ns = si->state_ns[S_FIN_WAIT2];
 					ti->claimed = 1;
 					__builtin_memcpy(ti->comm, si->comm, CT_COMM_LEN);
@@ -674,8 +768,10 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 		 * RST, or (FIN_WAIT2) tcp_time_wait() with a full timewait
 		 * table.  Wait for tcp_send_reset or tcp_destroy_sock to tell.
 		 */
-		if (old == S_ESTABLISHED || old == S_CLOSE_WAIT)
+		if (old == S_ESTABLISHED || old == S_CLOSE_WAIT) {
 			set_owner_current(&si->pid, si->comm);
+			current_exiting(si);
+		}
 		si->close_pending = old;
 	}
 	return 0;
@@ -701,9 +797,15 @@ static __always_inline int handle_destroy(struct sock *sk)
 	return 0;
 }
 
-static __always_inline int handle_reset(struct sock *sk, int sent)
+/*
+ * reason: enum sk_rst_reason where the kernel has it (Linux 6.10+), else -1.
+ * An RST sent while a close is pending comes from __tcp_close() (unread
+ * data: SK_RST_REASON_TCP_ABORT_ON_CLOSE) or tcp_disconnect() (SO_LINGER
+ * {1, 0}: SK_RST_REASON_TCP_STATE).  __tcp_close() checks unread data first.
+ */
+static __always_inline int handle_reset(struct sock *sk, int sent, int reason)
 {
-	__u64 key = (__u64)sk;
+	__u64 key = (__u64)sk, ticks;
 	struct sock_info *si;
 	struct tuple t;
 
@@ -715,8 +817,21 @@ static __always_inline int handle_reset(struct sock *sk, int sent)
 	si->flags |= sent ? CT_F_RST_SENT : CT_F_RST_RECEIVED;
 	if (si->initiator == CT_INIT_NONE)
 		si->initiator = sent ? CT_INIT_LOCAL_RESET : CT_INIT_REMOTE_RESET;
+	if (!sent && si->method == CT_M_NONE)
+		si->method = CT_M_RST;
 	if (sent && si->close_pending) {
-		/* __tcp_close()/tcp_disconnect(): CLOSE first, then the RST */
+		__u8 m;
+
+		if (reason >= 0)
+			m = reason == bpf_core_enum_value(enum sk_rst_reason,
+							  SK_RST_REASON_TCP_ABORT_ON_CLOSE) ?
+				    CT_M_UNREAD_RESET : CT_M_LINGER_RESET;
+		else
+			m = sk_linger(sk, &ticks) && !ticks ? CT_M_LINGER_RESET : CT_M_UNREAD_RESET;
+		if (si->close_pending == S_CLOSE_WAIT)
+			si->app_method = m;
+		else if (si->method == CT_M_NONE)
+			si->method = m;
 		read_sk_tuple(sk, &t);
 		finish(si, &t, key);
 	}
@@ -1015,27 +1130,30 @@ int handle_destroy_tp(struct trace_event_raw_tcp_event_sk *ctx)
 }
 
 SEC("tp_btf/tcp_send_reset")
-int BPF_PROG(handle_send_reset_btf, const struct sock *sk)
+int handle_send_reset_btf(__u64 *ctx)
 {
-	return handle_reset((struct sock *)sk, 1);
+	/* the reason argument exists from Linux 6.10 (enum sk_rst_reason) */
+	int reason = bpf_core_type_exists(enum sk_rst_reason) ? (int)ctx[2] : -1;
+
+	return handle_reset((struct sock *)ctx[0], 1, reason);
 }
 
 SEC("tracepoint/tcp/tcp_send_reset")
 int handle_send_reset_tp(void *ctx)
 {
-	return handle_reset((struct sock *)send_reset_ctx_sk(ctx), 1);
+	return handle_reset((struct sock *)send_reset_ctx_sk(ctx), 1, send_reset_ctx_reason(ctx));
 }
 
 SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(handle_receive_reset_btf, struct sock *sk)
 {
-	return handle_reset(sk, 0);
+	return handle_reset(sk, 0, -1);
 }
 
 SEC("tracepoint/tcp/tcp_receive_reset")
 int handle_receive_reset_tp(struct trace_event_raw_tcp_event_sk *ctx)
 {
-	return handle_reset((struct sock *)ctx->skaddr, 0);
+	return handle_reset((struct sock *)ctx->skaddr, 0, -1);
 }
 
 /* classic inet_sk_error_report carries no socket address: BTF only */

@@ -24,6 +24,36 @@ enum ct_kind {
 	CT_REC_TIMEWAIT = 2, /* a TIME_WAIT (timewait socket) ended */
 	CT_REC_STATE = 3,    /* one state transition (--states) */
 	CT_REC_CONNECT_FAIL = 4, /* connect() found no free 4-tuple (EADDRNOTAVAIL; --tw-reuse) */
+	CT_REC_CLOSE_DEFERRED = 5, /* close() of a socket fd that other references keep open */
+	CT_REC_BIND_CONFLICT = 6,  /* bind()/listen()/connect() failed with EADDRINUSE */
+};
+
+/* how the close was done (local side) or what arrived (remote side) */
+enum ct_method {
+	CT_M_NONE = 0,
+	CT_M_CLOSE,	       /* close() of the last reference */
+	CT_M_SHUTDOWN,	       /* shutdown(SHUT_WR / SHUT_RDWR) */
+	CT_M_EXIT,	       /* the process exited or was killed */
+	CT_M_LINGER_RESET,     /* close() with SO_LINGER {1, 0}: RST */
+	CT_M_UNREAD_RESET,     /* close() with unread received data: RST */
+	CT_M_LINGER_WAIT,      /* close() with SO_LINGER {1, N}: waited */
+	CT_M_FIN,	       /* remote: the peer's FIN */
+	CT_M_RST,	       /* remote: the peer's RST */
+	CT_M__MAX,
+};
+
+/* SO_LINGER {1, N} close(): why close() returned */
+enum ct_linger {
+	CT_LINGER_NONE = 0,
+	CT_LINGER_ACKED,   /* the peer acknowledged within the linger time */
+	CT_LINGER_TIMEOUT, /* the linger time ran out first */
+};
+
+/* which syscall failed, for CT_REC_BIND_CONFLICT */
+enum ct_syscall {
+	CT_SYS_BIND = 1,
+	CT_SYS_LISTEN,
+	CT_SYS_CONNECT,
 };
 
 /* who started the close */
@@ -62,6 +92,7 @@ enum ct_tw_end {
 #define CT_F_REUSE_BOUND   (1u << 6) /* timewait reused: the connecting socket had bind() its port */
 #define CT_F_REUSE_DELAY   (1u << 7) /* timewait reused: reuse_delay_ms is the kernel's tcp_tw_reuse_delay */
 #define CT_F_END_FIN_WAIT2 (1u << 8) /* timewait: still in substate FIN_WAIT2 when it ended */
+#define CT_F_EXITING	   (1u << 9) /* the closing process was exiting (do_exit() closed its files) */
 
 /* counters in the stats array (a global in the BPF object) */
 enum ct_stat {
@@ -97,6 +128,17 @@ struct ct_record {
 	__u8 pad[2];
 	__u32 reuse_delay_ms; /* timewait reused: net.ipv4.tcp_tw_reuse_delay in force */
 	__u32 bound_dev_if;   /* timewait: SO_BINDTODEVICE ifindex of the timewait socket */
+	__u64 ino;	      /* socket inode (links in /proc/PID/fd), 0 if none */
+	__u64 linger_ns;      /* linger-wait: the SO_LINGER time */
+	__u8 method;	      /* enum ct_method: the first close (local or remote) */
+	__u8 app_method;      /* remote-initiated: how the app closed its side */
+	__u8 exit_signal;     /* method exit: the signal that killed the process, 0 if none */
+	__u8 linger;	      /* enum ct_linger */
+	__u8 state;	      /* close-deferred / bind-conflict: the socket's state */
+	__u8 syscall;	      /* bind-conflict: enum ct_syscall */
+	__u16 pad2;
+	__u32 fd;	      /* close-deferred: the fd closed */
+	__u32 refs;	      /* close-deferred: references left to the open file */
 	char comm[CT_COMM_LEN];
 	char reuse_comm[CT_COMM_LEN];
 };
@@ -108,6 +150,9 @@ struct ct_record {
 struct ct_summary {
 	__u64 closes;
 	__u64 by_initiator[CT_INIT__MAX];
+	__u64 by_method[CT_M__MAX];	  /* local closes by method, remote by what arrived */
+	__u64 close_deferred;		  /* close() calls other references kept open */
+	__u64 bind_conflicts;		  /* EADDRINUSE failures */
 	__u64 tw_created;	  /* closes handed to a timewait socket */
 	__u64 tw_not_created;	  /* closes that found the timewait table full */
 	__u64 tw_end[CT_TW__MAX]; /* TIME_WAITs ended, by how */

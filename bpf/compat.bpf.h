@@ -45,4 +45,55 @@ static __always_inline const void *send_reset_ctx_sk(void *ctx)
 	return BPF_CORE_READ((struct trace_event_raw_tcp_event_sk_skb___old *)ctx, skaddr);
 }
 
+static __always_inline int send_reset_ctx_reason(void *ctx)
+{
+	if (bpf_core_type_exists(struct trace_event_raw_tcp_send_reset))
+		return BPF_CORE_READ((struct trace_event_raw_tcp_send_reset *)ctx, reason);
+	return -1;
+}
+
+/*
+ * References to an open file.  Linux 6.13 replaced file.f_count
+ * (atomic_long_t, 1 = one reference) by file_ref_t f_ref, which counts
+ * from 0 (0 = one reference) and is negative (FILE_REF_DEAD) once the last
+ * reference went and __fput() runs.  Returns the number of references, 0
+ * when the file is being released.
+ */
+struct file___old {
+	atomic_long_t f_count;
+} __attribute__((preserve_access_index));
+
+static __always_inline long file_refs(struct file *f)
+{
+	long v;
+
+	if (bpf_core_field_exists(f->f_ref)) {
+		v = BPF_CORE_READ(f, f_ref.refcnt.counter);
+		return v < 0 ? 0 : v + 1;
+	}
+	v = BPF_CORE_READ((struct file___old *)f, f_count.counter);
+	return v < 0 ? 0 : v;
+}
+
+/*
+ * The syscall number in the pt_regs a syscall tracepoint gets: orig_ax on
+ * x86, syscallno on arm64.
+ */
+struct pt_regs___x86 {
+	unsigned long orig_ax;
+} __attribute__((preserve_access_index));
+
+struct pt_regs___arm64 {
+	int syscallno;
+} __attribute__((preserve_access_index));
+
+static __always_inline long regs_syscall_nr(struct pt_regs *regs)
+{
+	if (bpf_core_field_exists(((struct pt_regs___x86 *)regs)->orig_ax))
+		return BPF_CORE_READ((struct pt_regs___x86 *)regs, orig_ax);
+	if (bpf_core_field_exists(((struct pt_regs___arm64 *)regs)->syscallno))
+		return BPF_CORE_READ((struct pt_regs___arm64 *)regs, syscallno);
+	return -1;
+}
+
 #endif /* CLOSETRACE_COMPAT_BPF_H */

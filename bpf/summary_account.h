@@ -39,6 +39,8 @@ CT_INLINE void ct_summary_account(struct ct_summary *s, const struct ct_record *
 		s->closes++;
 		if (r->initiator < CT_INIT__MAX)
 			s->by_initiator[r->initiator]++;
+		if (r->method < CT_M__MAX)
+			s->by_method[r->method]++;
 		if (r->flags & CT_F_TIMEWAIT)
 			s->tw_created++;
 		if (r->flags & CT_F_TW_NOT_CREATED)
@@ -58,6 +60,10 @@ CT_INLINE void ct_summary_account(struct ct_summary *s, const struct ct_record *
 		s->tw_hist[ct_hist_slot(r->tw_ns)]++;
 		if (r->tw_end == CT_TW_REUSED)
 			s->reuse_age_hist[ct_hist_slot(r->tw_sock_ns)]++;
+	} else if (r->kind == CT_REC_CLOSE_DEFERRED) {
+		s->close_deferred++;
+	} else if (r->kind == CT_REC_BIND_CONFLICT) {
+		s->bind_conflicts++;
 	}
 }
 

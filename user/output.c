@@ -39,6 +39,18 @@ static const char *const tw_end_names[CT_TW__MAX] = {
 	[CT_TW_NETNS_EXIT] = "netns-exit",
 };
 
+static const char *const method_names[CT_M__MAX] = {
+	[CT_M_NONE] = "none",
+	[CT_M_CLOSE] = "close",
+	[CT_M_SHUTDOWN] = "shutdown",
+	[CT_M_EXIT] = "exit",
+	[CT_M_LINGER_RESET] = "linger-reset",
+	[CT_M_UNREAD_RESET] = "unread-data-reset",
+	[CT_M_LINGER_WAIT] = "linger-wait",
+	[CT_M_FIN] = "fin",
+	[CT_M_RST] = "rst",
+};
+
 /* the closing states, in the order a table line shows them */
 static const int closing_states[] = {
 	TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_CLOSE_WAIT,
@@ -60,6 +72,16 @@ const char *initiator_name(int initiator)
 const char *tw_end_name(int end)
 {
 	return NAME(tw_end_names, end);
+}
+
+const char *method_name(int method)
+{
+	return NAME(method_names, method);
+}
+
+static const char *linger_name(int linger)
+{
+	return linger == CT_LINGER_ACKED ? "acked" : linger == CT_LINGER_TIMEOUT ? "timeout" : "none";
 }
 
 void format_addr(uint16_t family, const uint8_t *addr, char *buf, size_t len)
@@ -99,7 +121,7 @@ static const char *event_name(int kind)
 }
 
 /* comm may hold any byte; JSON strings must not */
-static void json_string(FILE *f, const char *s, size_t max)
+void json_string(FILE *f, const char *s, size_t max)
 {
 	fputc('"', f);
 	for (size_t i = 0; i < max && s[i]; i++) {
@@ -130,6 +152,24 @@ static void json_states(FILE *f, const struct ct_record *r)
 	fputc('}', f);
 }
 
+static void json_method(FILE *f, const struct ct_record *r)
+{
+	fprintf(f, ",\"method\":\"%s\"", method_name(r->method));
+	if (r->method == CT_M_FIN || r->method == CT_M_RST) {
+		fprintf(f, ",\"app_method\":\"%s\"", method_name(r->app_method));
+		if (r->visited & (1u << TCP_CLOSE_WAIT))
+			fprintf(f, ",\"app_close_ns\":%llu",
+				(unsigned long long)r->state_ns[TCP_CLOSE_WAIT]);
+	}
+	if (r->flags & CT_F_EXITING)
+		fprintf(f, ",\"exiting\":true,\"exit_signal\":%u", r->exit_signal);
+	if (r->method == CT_M_LINGER_WAIT || r->app_method == CT_M_LINGER_WAIT)
+		fprintf(f, ",\"linger\":\"%s\",\"linger_ns\":%llu", linger_name(r->linger),
+			(unsigned long long)r->linger_ns);
+	if (r->ino)
+		fprintf(f, ",\"inode\":%llu", (unsigned long long)r->ino);
+}
+
 static void output_json(const struct ct_output *o, const struct ct_record *r)
 {
 	FILE *f = o->out;
@@ -148,6 +188,7 @@ static void output_json(const struct ct_output *o, const struct ct_record *r)
 	switch (r->kind) {
 	case CT_REC_CLOSE:
 		json_states(f, r);
+		json_method(f, r);
 		fprintf(f, ",\"timewait\":%s", r->flags & CT_F_TIMEWAIT ? "true" : "false");
 		if (r->flags & CT_F_TIMEWAIT)
 			fprintf(f, ",\"timewait_substate\":\"%s\"",
@@ -180,8 +221,8 @@ void output_header(const struct ct_output *o)
 		return;
 	if (o->timestamps)
 		fprintf(o->out, "%-12s ", "TIME");
-	fprintf(o->out, "%-7s %-15s %-8s %-26s %-26s %-12s %s\n", "PID", "COMM", "EVENT", "LOCAL",
-		"REMOTE", "INITIATOR", "DETAILS");
+	fprintf(o->out, "%-7s %-15s %-8s %-26s %-26s %-12s %-12s %s\n", "PID", "COMM", "EVENT",
+		"LOCAL", "REMOTE", "INITIATOR", "METHOD", "DETAILS");
 }
 
 static void table_details(FILE *f, const struct ct_record *r)
@@ -202,6 +243,16 @@ static void table_details(FILE *f, const struct ct_record *r)
 			fputs(r->flags & CT_F_TW_FIN_WAIT2 ? " -> TIME_WAIT(orphan FIN_WAIT2)" : " -> TIME_WAIT", f);
 		else if (r->flags & CT_F_TW_NOT_CREATED)
 			fputs(" -> no TIME_WAIT (table full)", f);
+		if (r->app_method)
+			fprintf(f, " app:%s", method_name(r->app_method));
+		if (r->flags & CT_F_EXITING) {
+			fputs(" (process exiting", f);
+			if (r->exit_signal)
+				fprintf(f, ", signal %u", r->exit_signal);
+			fputc(')', f);
+		}
+		if (r->linger)
+			fprintf(f, " linger:%s", linger_name(r->linger));
 		if (r->flags & CT_F_PREEXISTING)
 			fputs(" (seen mid-connection)", f);
 		break;
@@ -244,8 +295,9 @@ static void output_table(const struct ct_output *o, const struct ct_record *r)
 		fprintf(f, "%-7u ", r->pid);
 	else
 		fprintf(f, "%-7s ", "?");
-	fprintf(f, "%-15.*s %-8s %-26s %-26s %-12s", CT_COMM_LEN, r->pid ? r->comm : "?",
-		event_name(r->kind), l, rm, initiator_name(r->initiator));
+	fprintf(f, "%-15.*s %-8s %-26s %-26s %-12s %-12s", CT_COMM_LEN, r->pid ? r->comm : "?",
+		event_name(r->kind), l, rm, initiator_name(r->initiator),
+		r->kind == CT_REC_STATE ? "-" : method_name(r->method));
 	table_details(f, r);
 	fputc('\n', f);
 }

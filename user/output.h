@@ -25,6 +25,9 @@ struct ct_stats {
 const char *state_name(int state);
 const char *initiator_name(int initiator);
 const char *tw_end_name(int end);
+const char *method_name(int method);
+/* a JSON string of at most max bytes of s, escaped */
+void json_string(FILE *f, const char *s, size_t max);
 
 /* "127.0.0.1", "::1", "::ffff:10.0.0.1" */
 void format_addr(uint16_t family, const uint8_t *addr, char *buf, size_t len);

@@ -285,7 +285,13 @@ static void print_json(const struct summary_view *v, FILE *f, int top)
 	for (int i = 0; i < CT_INIT__MAX; i++)
 		fprintf(f, "%s\"%s\":%llu", i ? "," : "", initiator_name(i),
 			(unsigned long long)s->by_initiator[i]);
-	fprintf(f, "},\"tw_created\":%llu,\"tw_not_created\":%llu,\"tw_end\":{",
+	fputs("},\"method\":{", f);
+	for (int i = CT_M_CLOSE; i < CT_M__MAX; i++)
+		fprintf(f, "%s\"%s\":%llu", i > CT_M_CLOSE ? "," : "", method_name(i),
+			(unsigned long long)s->by_method[i]);
+	fprintf(f, "},\"close_deferred\":%llu,\"bind_conflicts\":%llu",
+		(unsigned long long)s->close_deferred, (unsigned long long)s->bind_conflicts);
+	fprintf(f, ",\"tw_created\":%llu,\"tw_not_created\":%llu,\"tw_end\":{",
 		(unsigned long long)s->tw_created, (unsigned long long)s->tw_not_created);
 	for (int i = CT_TW_EXPIRED, n = 0; i < CT_TW__MAX; i++) {
 		if (i == CT_TW_NOT_CREATED)
@@ -301,13 +307,9 @@ static void print_json(const struct summary_view *v, FILE *f, int top)
 	json_hist(f, "reuse_age", s->reuse_age_hist, &first);
 	fputs("},\"top_processes\":[", f);
 	for (size_t i = 0; rp && i < v->procs.len && (int)i < top; i++) {
-		fprintf(f, "%s{\"pid\":%u,\"comm\":\"", i ? "," : "", *(const __u32 *)rp[i].key);
-		for (int k = 0; k < CT_COMM_LEN && rp[i].c->comm[k]; k++) {
-			unsigned char ch = rp[i].c->comm[k];
-
-			fprintf(f, ch == '"' || ch == '\\' ? "\\%c" : ch < 0x20 || ch >= 0x7f ? "\\u%04x" : "%c", ch);
-		}
-		fputs("\",", f);
+		fprintf(f, "%s{\"pid\":%u,\"comm\":", i ? "," : "", *(const __u32 *)rp[i].key);
+		json_string(f, rp[i].c->comm, CT_COMM_LEN);
+		fputc(',', f);
 		json_counts(f, rp[i].c);
 		fputc('}', f);
 	}
@@ -362,6 +364,11 @@ static void print_table(const struct summary_view *v, FILE *f, int top)
 	for (int i = 0; i < CT_INIT__MAX; i++)
 		if (i != CT_INIT_NONE || s->by_initiator[i])
 			fprintf(f, " %s %llu", initiator_name(i), (unsigned long long)s->by_initiator[i]);
+	fprintf(f, "\n  method:");
+	for (int i = CT_M_CLOSE; i < CT_M__MAX; i++)
+		fprintf(f, " %s %llu", method_name(i), (unsigned long long)s->by_method[i]);
+	fprintf(f, "\n  close() kept open by other references: %llu; EADDRINUSE failures: %llu",
+		(unsigned long long)s->close_deferred, (unsigned long long)s->bind_conflicts);
 	fprintf(f, "\n  TIME_WAIT: created %llu, not created (table full) %llu; ended:",
 		(unsigned long long)s->tw_created, (unsigned long long)s->tw_not_created);
 	for (int i = CT_TW_EXPIRED; i < CT_TW__MAX; i++)

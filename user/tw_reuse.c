@@ -122,18 +122,24 @@ static void print_event(struct tw_reuse *t, const struct ct_record *r, const cha
 	format_addr(r->family, r->raddr, ra, sizeof(ra));
 	if (r->kind == CT_REC_CONNECT_FAIL) {
 		if (t->out->json)
-			fprintf(f, "{\"event\":\"connect_fail\",\"ts_ns\":%llu,\"pid\":%u,\"comm\":\"%.*s\",\"raddr\":\"%s\",\"rport\":%u,\"netns\":%u,\"error\":\"EADDRNOTAVAIL\",\"timewait_live\":%lld}\n",
-				(unsigned long long)r->ts_ns, r->pid, CT_COMM_LEN, r->comm, ra, r->rport,
-				r->netns, (long long)live);
+		{
+			fprintf(f, "{\"event\":\"connect_fail\",\"ts_ns\":%llu,\"pid\":%u,\"comm\":",
+				(unsigned long long)r->ts_ns, r->pid);
+			json_string(f, r->comm, CT_COMM_LEN);
+			fprintf(f, ",\"raddr\":\"%s\",\"rport\":%u,\"netns\":%u,\"error\":\"EADDRNOTAVAIL\",\"timewait_live\":%lld}\n",
+				ra, r->rport, r->netns, (long long)live);
+		}
 		else
 			fprintf(f, "connect-fail %u/%.*s -> %s:%u EADDRNOTAVAIL with %lld TIME_WAIT sockets in the namespace\n",
 				r->pid, CT_COMM_LEN, r->comm, ra, r->rport, (long long)live);
 		return;
 	}
 	if (t->out->json) {
-		fprintf(f, "{\"event\":\"tw_reuse\",\"conn_id\":%llu,\"ts_ns\":%llu,\"pid\":%u,\"comm\":\"%.*s\",\"family\":\"%s\",\"laddr\":\"%s\",\"lport\":%u,\"raddr\":\"%s\",\"rport\":%u,\"netns\":%u,\"age_ns\":%llu,\"loopback\":%s,\"bound\":%s,\"tcp_tw_reuse\":%u,",
-			(unsigned long long)r->conn_id, (unsigned long long)r->ts_ns, r->reuse_pid,
-			CT_COMM_LEN, r->reuse_comm, r->family == AF_INET ? "ipv4" : "ipv6", la, r->lport,
+		fprintf(f, "{\"event\":\"tw_reuse\",\"conn_id\":%llu,\"ts_ns\":%llu,\"pid\":%u,\"comm\":",
+			(unsigned long long)r->conn_id, (unsigned long long)r->ts_ns, r->reuse_pid);
+		json_string(f, r->reuse_comm, CT_COMM_LEN);
+		fprintf(f, ",\"family\":\"%s\",\"laddr\":\"%s\",\"lport\":%u,\"raddr\":\"%s\",\"rport\":%u,\"netns\":%u,\"age_ns\":%llu,\"loopback\":%s,\"bound\":%s,\"tcp_tw_reuse\":%u,",
+			r->family == AF_INET ? "ipv4" : "ipv6", la, r->lport,
 			ra, r->rport, r->netns, (unsigned long long)r->tw_sock_ns,
 			tw_is_loopback(r) ? "true" : "false",
 			r->flags & CT_F_REUSE_BOUND ? "true" : "false", r->reuse_sysctl);

@@ -14,8 +14,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "correlate.h"
+#include "filter.h"
 #include "options.h"
 #include "output.h"
+#include "summary.h"
+#include "trace_file.h"
+#include "tw_reuse.h"
 
 static int passed, failed;
 static const char *current;
@@ -330,6 +334,161 @@ static void test_stats_json(void)
 	free(buf);
 }
 
+
+static void reuse_record(struct ct_record *r)
+{
+	sample_close(r);
+	r->kind = CT_REC_TIMEWAIT;
+	r->tw_end = CT_TW_REUSED;
+	r->flags = CT_F_REUSE_DELAY;
+	r->reuse_sysctl = 2;
+	r->reuse_delay_ms = 1000;
+	r->tw_sock_ns = 1500000000ULL;
+}
+
+static void test_tw_reuse_verdicts(void)
+{
+	struct ct_record r;
+	char why[128];
+
+	reuse_record(&r);
+	CHECK(tw_is_loopback(&r));
+	CHECK(tw_reuse_verdict(&r, why, sizeof(why)) == REUSE_OK);
+	r.tw_sock_ns = 500000000ULL; /* younger than the delay */
+	CHECK(tw_reuse_verdict(&r, why, sizeof(why)) == REUSE_VIOLATION);
+	CHECK_HAS(why, "tcp_tw_reuse_delay");
+	r.flags |= CT_F_REUSE_BOUND; /* bound port: the sysctl is not consulted */
+	CHECK(tw_reuse_verdict(&r, why, sizeof(why)) == REUSE_OK);
+	reuse_record(&r);
+	r.reuse_sysctl = 0;
+	CHECK(tw_reuse_verdict(&r, why, sizeof(why)) == REUSE_VIOLATION);
+	reuse_record(&r);
+	r.laddr[0] = 10, r.raddr[0] = 10; /* not loopback under =2 */
+	CHECK(!tw_is_loopback(&r));
+	CHECK(tw_reuse_verdict(&r, why, sizeof(why)) == REUSE_VIOLATION);
+	r.bound_dev_if = 1; /* SO_BINDTODEVICE lo */
+	CHECK(tw_reuse_verdict(&r, why, sizeof(why)) == REUSE_OK);
+	r.bound_dev_if = 0;
+	r.reuse_sysctl = 1;
+	CHECK(tw_reuse_verdict(&r, why, sizeof(why)) == REUSE_OK);
+	r.flags |= CT_F_END_FIN_WAIT2;
+	CHECK(tw_reuse_verdict(&r, why, sizeof(why)) == REUSE_VIOLATION);
+	/* v4-mapped loopback counts as loopback */
+	reuse_record(&r);
+	r.family = AF_INET6;
+	inet_pton(AF_INET6, "::ffff:127.0.0.1", r.laddr);
+	inet_pton(AF_INET6, "2001:db8::1", r.raddr);
+	CHECK(tw_is_loopback(&r));
+}
+
+static void test_filter(void)
+{
+	struct ct_options o = {};
+	struct ct_record r;
+
+	sample_close(&r);
+	CHECK(record_wanted(&o, &r));
+	o.pid = 78;
+	CHECK(!record_wanted(&o, &r));
+	o.pid = 77;
+	o.family = 6;
+	CHECK(!record_wanted(&o, &r));
+	o.family = 4;
+	CHECK(record_wanted(&o, &r));
+	r.family = AF_INET6;
+	inet_pton(AF_INET6, "::ffff:127.0.0.1", r.laddr);
+	CHECK(record_wanted(&o, &r)); /* v4-mapped is IPv4 */
+	o.n_lports = 1;
+	o.lports[0] = 80;
+	CHECK(!record_wanted(&o, &r));
+	o.lports[0] = 40000;
+	CHECK(record_wanted(&o, &r));
+	o.netns = 1;
+	CHECK(!record_wanted(&o, &r));
+}
+
+static void test_summary_account(void)
+{
+	struct summary_view *v = summary_new();
+	const struct ct_summary *s;
+	struct ct_record r;
+
+	CHECK(v);
+	sample_close(&r);
+	summary_add(v, &r);
+	r.initiator = CT_INIT_REMOTE;
+	r.flags = CT_F_RST_RECEIVED | CT_F_TW_NOT_CREATED;
+	summary_add(v, &r);
+	reuse_record(&r);
+	summary_add(v, &r);
+	s = summary_totals(v);
+	CHECK(s->closes == 2 && s->by_initiator[CT_INIT_LOCAL] == 1 && s->by_initiator[CT_INIT_REMOTE] == 1);
+	CHECK(s->tw_created == 1 && s->tw_not_created == 1 && s->rst_received == 1);
+	CHECK(s->tw_end[CT_TW_REUSED] == 1);
+	/* 1.5 s: slot floor(log2(1.5e9)) = 30 */
+	CHECK(s->reuse_age_hist[30] == 1);
+	/* ESTABLISHED 5000 ns -> slot 12, FIN_WAIT1 0 ns -> slot 0, FIN_WAIT2 7 ns -> slot 2 */
+	CHECK(s->state_hist[TCP_ESTABLISHED][12] == 2 && s->state_hist[TCP_FIN_WAIT1][0] == 2);
+	CHECK(s->state_hist[TCP_FIN_WAIT2][2] == 2);
+	summary_free(v);
+}
+
+static void test_trace_roundtrip(void)
+{
+	char dir[] = "/tmp/ct-unit-XXXXXX", path[64], err[128];
+	struct ct_file_header h;
+	struct recorder_opts ro = { .mode = 0600, .header = &h };
+	struct recorder *rec;
+	struct trace_reader *rd;
+	struct ct_record r, back;
+	struct ct_stats st = { .records = 3000, .lost = 1 };
+	char *argv[] = { "closetrace", "-w", "x" };
+	int n = 0;
+
+	CHECK(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/t.ct", dir);
+	ro.path = path;
+	trace_header_init(&h, 123456789, 3, argv);
+	CHECK_STR(h.options, "closetrace -w x");
+	CHECK(recorder__open(&ro, &rec) == 0);
+	sample_close(&r);
+	for (int i = 0; i < 3000; i++) { /* three blocks */
+		r.conn_id = i;
+		CHECK(recorder__add(rec, &r) == 0);
+	}
+	CHECK(recorder__write_stats(rec, &st) == 0);
+	CHECK(recorder__close(rec) == 0);
+
+	rd = trace_reader__open(path, err, sizeof(err));
+	CHECK(rd);
+	CHECK(trace_reader__header(rd)->mono_to_real_ns == 123456789);
+	for (;;) {
+		enum reader_status s = trace_reader__next(rd, &back);
+
+		if (s == READ_OK) {
+			CHECK(back.conn_id == (uint64_t)n && back.lport == 40000);
+			n++;
+			continue;
+		}
+		CHECK(s == READ_STATS || s == READ_EOF);
+		if (s == READ_EOF)
+			break;
+		CHECK(trace_reader__stats(rd)->records == 3000 && trace_reader__stats(rd)->lost == 1);
+	}
+	CHECK(n == 3000);
+	trace_reader__close(rd);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void test_size_parse(void)
+{
+	CHECK(parse_size("4096") == 4096);
+	CHECK(parse_size("4K") == 4096 && parse_size("100M") == 100LL << 20 && parse_size("2g") == 2LL << 30);
+	CHECK(parse_size("") == -1 && parse_size("-1") == -1 && parse_size("5X") == -1 &&
+	      parse_size("0") == -1);
+}
+
 int main(void)
 {
 	run("port_list", test_port_list);
@@ -344,6 +503,11 @@ int main(void)
 	run("correlate_states", test_correlate_states);
 	run("names", test_names);
 	run("stats_json", test_stats_json);
+	run("tw_reuse_verdicts", test_tw_reuse_verdicts);
+	run("filter", test_filter);
+	run("summary_account", test_summary_account);
+	run("trace_roundtrip", test_trace_roundtrip);
+	run("size_parse", test_size_parse);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
