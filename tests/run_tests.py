@@ -756,6 +756,16 @@ def t_fuzz_regressions():
 
 
 
+def t_tw_reuse_check():
+    # tcp_tw_reuse 0/1/2 and two delays, loopback and not: every reuse judged
+    p = run([os.path.join(ROOT, "scripts/tw-reuse-check"), "--quick",
+             "--closetrace", Ctx.bin("closetrace"), "--ctscen", Ctx.bin("ctscen")],
+            check_rc=False, timeout=180)
+    check(p.returncode == 0, "tw-reuse-check failed (%d):\n%s\n%s" % (p.returncode, p.stdout[-3000:],
+                                                                   p.stderr[-1000:]))
+    check("PASS" in p.stdout and "FAIL" not in p.stdout, "table:\n%s" % p.stdout)
+
+
 INTEGRATION = [
     t_timewait_expiry,  # first: it takes a minute and runs alongside the rest
     t_client_closes_first, t_server_closes_first, t_simultaneous_close,
@@ -765,7 +775,7 @@ INTEGRATION = [
     t_stats_at_exit, t_errors, t_smoke_sigterm, t_classic_tracepoints,
     t_record_replay_identical, t_recorder_sigkill, t_truncated_and_corrupt_files,
     t_summary_matches_records, t_summary_live_only, t_full_disk, t_rotation,
-    t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions,
+    t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions, t_tw_reuse_check,
 ]
 PARALLEL = {t_timewait_expiry}
 

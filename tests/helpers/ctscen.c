@@ -5,6 +5,7 @@
  *
  *   ctscen SCENARIO [-6] [--port N] [--cport N] [--delay MS] [--gap MS]
  *                   [--wait-file PATH] [--set-sysctl] [--debug]
+ *                   [--addr A] [--count N] [--max-seconds S]   (reuse-churn)
  *
  * Run it inside a private network namespace (ip netns exec NS ctscen ...).
  * Server and client are separate forked processes; the parent coordinates
@@ -71,6 +72,12 @@ static int g_set_sysctl;
 static int g_debug;
 static const char *g_wait_file;
 static unsigned g_alarm = 30;
+static int g_gap_set;		/* --gap given (reuse-churn defaults to 100) */
+static int g_count = 20;	/* reuse-churn: connect() attempts */
+static int g_max_seconds = 20;	/* reuse-churn: overall time bound */
+static const char *g_addr_str;	/* reuse-churn: server address */
+static struct in_addr g_addr4;
+static struct in6_addr g_addr6;
 
 static int g_is_child;
 static int g_cmd_r = -1; /* child: commands from parent */
@@ -1860,6 +1867,207 @@ static void scen_two_closes(void)
 	jend();
 }
 
+/* ---- reuse-churn: ephemeral-port connections that must reuse TIME_WAIT ---- */
+
+/*
+ * The server listens on --addr:--port and serves one connection per "conn"
+ * command: read the 5 bytes, read to EOF, close.  The client, on each
+ * "connect" command, connect()s to --addr:--port WITHOUT bind(), so the
+ * kernel picks the ephemeral port (__inet_hash_connect) and tcp_tw_reuse /
+ * tcp_tw_reuse_delay decide whether a TIME_WAIT 4-tuple may be taken over.
+ * connect() failing with EADDRNOTAVAIL is reported, not fatal.
+ */
+
+#define CHURN_MAX_COUNT 1000
+
+static socklen_t churn_addr(struct sockaddr_storage *ss, int port)
+{
+	socklen_t l = mkaddr(ss, port);
+
+	if (g_fam == AF_INET)
+		((struct sockaddr_in *)ss)->sin_addr = g_addr4;
+	else
+		((struct sockaddr_in6 *)ss)->sin6_addr = g_addr6;
+	return l;
+}
+
+static void churn_server(const void *arg)
+{
+	struct sockaddr_storage ss;
+	socklen_t l = churn_addr(&ss, g_port);
+	int one = 1, lfd, fd, r;
+	char line[128];
+	long long t;
+
+	(void)arg;
+	lfd = socket(g_fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		die("socket: %s", strerror(errno));
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, (struct sockaddr *)&ss, l) < 0)
+		die("bind listener %s port %d: %s", g_addr_str, g_port, strerror(errno));
+	if (listen(lfd, 16) < 0)
+		die("listen: %s", strerror(errno));
+	rep("ready", "%d", sock_port(lfd, 0));
+	for (int i = 0; i <= CHURN_MAX_COUNT; i++) {
+		cmd_get(line, sizeof(line), (int)(g_alarm + 5) * 1000);
+		if (!strcmp(line, "exit"))
+			break;
+		if (strcmp(line, "conn"))
+			die("expected 'conn' or 'exit', got '%s'", line);
+		fd = do_accept(lfd, STEP_MS);
+		rep("accepted", "%d", sock_port(fd, 1));
+		read_exact(fd, sizeof(hello) - 1, 5000);
+		r = read_to_eof(fd, STEP_MS);
+		if (r)
+			die("server expected EOF, got %s", strerror(r));
+		t = now_ns();
+		close(fd);
+		rep("server_close_ns", "%lld", t);
+	}
+	close(lfd);
+}
+
+static void churn_client(const void *arg)
+{
+	struct sockaddr_storage ss;
+	socklen_t l, el;
+	char line[128];
+	long long t;
+	int fd, err, fl;
+
+	(void)arg;
+	for (int i = 0; i <= CHURN_MAX_COUNT; i++) {
+		cmd_get(line, sizeof(line), (int)(g_alarm + 5) * 1000);
+		if (!strcmp(line, "exit"))
+			break;
+		if (strcmp(line, "connect"))
+			die("expected 'connect' or 'exit', got '%s'", line);
+		fd = socket(g_fam, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0)
+			die("socket: %s", strerror(errno));
+		l = churn_addr(&ss, g_port);
+		t = now_ns();
+		err = 0;
+		if (connect(fd, (struct sockaddr *)&ss, l) < 0) {
+			err = errno;
+			if (err == EINPROGRESS) {
+				el = sizeof(err);
+				if (!wait_fd(fd, POLLOUT, 5000))
+					die("connect to %s port %d: timeout", g_addr_str, g_port);
+				if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+					die("SO_ERROR: %s", strerror(errno));
+			}
+		}
+		if (err == EADDRNOTAVAIL) {
+			close(fd);
+			rep("connect", "eaddrnotavail %lld", t);
+			continue;
+		}
+		if (err)
+			die("connect to %s port %d: %s", g_addr_str, g_port, strerror(err));
+		fl = fcntl(fd, F_GETFL);
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+		rep("connect", "ok %d %lld", sock_port(fd, 0), t);
+		write_all(fd, hello, sizeof(hello) - 1);
+		cmd_wait("close", STEP_MS);
+		t = now_ns();
+		close(fd);
+		rep("client_close_ns", "%lld", t);
+	}
+}
+
+static void scen_reuse_churn(void)
+{
+	static int ports[CHURN_MAX_COUNT];
+	static long long tw_start[CHURN_MAX_COUNT]; /* server close, per port */
+	struct chan *srv, *cli;
+	long long start = now_ns(), deadline, youngest = -1, tconn, sclose;
+	int sport, nports = 0, ok = 0, fail = 0, attempts = 0, timed_out = 0;
+	int reuses = 0, tw_missing = 0, port, j, peer;
+	pid_t spid, cpid;
+	char *v;
+
+	deadline = start + g_max_seconds * 1000000000LL;
+	srv = spawn("server", churn_server, NULL);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", churn_client, NULL);
+	cpid = cli->pid;
+
+	for (int i = 0; i < g_count; i++) {
+		if (i) {
+			if (deadline - now_ns() <= g_gap * 1000000LL) {
+				timed_out = 1;
+				break;
+			}
+			sleep_ms(g_gap);
+		}
+		if (now_ns() >= deadline) {
+			timed_out = 1;
+			break;
+		}
+		attempts++;
+		cmd_send(cli, "connect");
+		v = kv_get(cli, "connect", STEP_MS);
+		if (!strncmp(v, "eaddrnotavail ", 14)) {
+			fail++;
+			free(v);
+			continue;
+		}
+		if (sscanf(v, "ok %d %lld", &port, &tconn) != 2)
+			die("bad connect report '%s'", v);
+		free(v);
+		for (j = 0; j < nports && ports[j] != port; j++)
+			;
+		if (j < nports) {
+			/* same 4-tuple as an earlier connection: TIME_WAIT reused */
+			reuses++;
+			if (youngest < 0 || tconn - tw_start[j] < youngest)
+				youngest = tconn - tw_start[j];
+		} else {
+			ports[nports++] = port;
+		}
+		cmd_send(srv, "conn");
+		peer = (int)kv_ll(srv, "accepted", STEP_MS);
+		if (peer != port)
+			die("server accepted port %d, client has port %d", peer, port);
+		cmd_send(cli, "close");
+		kv_ll(cli, "client_close_ns", STEP_MS);
+		sclose = kv_ll(srv, "server_close_ns", STEP_MS);
+		tw_start[j] = sclose;
+		if (!diag_wait(port, sport, ST_TIME_WAIT, 1000, NULL))
+			tw_missing++;
+		ok++;
+	}
+	finish_children();
+
+	jbegin();
+	jll("client_pid", cpid);
+	jll("server_pid", spid);
+	jstr("server_addr", g_addr_str);
+	jll("server_port", sport);
+	jll("gap_ms", g_gap);
+	jll("attempts", attempts);
+	jll("connects_ok", ok);
+	jll("eaddrnotavail", fail);
+	jkey("ports");
+	jraw("[");
+	for (j = 0; j < nports; j++)
+		jraw("%s%d", j ? "," : "", ports[j]);
+	jraw("]");
+	jll("reuses", reuses);
+	jkey("youngest_reuse_gap_ns");
+	if (youngest < 0)
+		jraw("null");
+	else
+		jraw("%lld", youngest);
+	jll("tw_missing", tw_missing);
+	jbool("timed_out", timed_out);
+	jll("elapsed_ns", now_ns() - start);
+	jend();
+}
+
 /* ------------------------------------------------------------------ */
 
 static void run_client_first(void) { scen_basic(M_CF, 0); }
@@ -1884,6 +2092,7 @@ static const struct scenario {
 	{ "tw-expire", run_client_first },
 	{ "two-closes", scen_two_closes },
 	{ "hold", run_hold },
+	{ "reuse-churn", scen_reuse_churn },
 };
 
 static void usage(FILE *f)
@@ -1891,8 +2100,10 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: ctscen SCENARIO [-6] [--port N] [--cport N] [--delay MS]\n"
 		"              [--gap MS] [--wait-file PATH] [--set-sysctl] [--debug]\n"
+		"              [--addr A] [--count N] [--max-seconds S]  (reuse-churn)\n"
 		"scenarios: client-first server-first simultaneous linger0 unread\n"
-		"           close-wait tw-reuse tw-rst tw-expire two-closes hold\n");
+		"           close-wait tw-reuse tw-rst tw-expire two-closes hold\n"
+		"           reuse-churn\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, const char *what)
@@ -1919,6 +2130,9 @@ int main(int argc, char **argv)
 		{ "wait-file", required_argument, NULL, 'w' },
 		{ "set-sysctl", no_argument, NULL, 'S' },
 		{ "debug", no_argument, NULL, 'D' },
+		{ "addr", required_argument, NULL, 'a' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "max-seconds", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1954,7 +2168,10 @@ int main(int argc, char **argv)
 		case 'p': g_port = parse_int(optarg, 1, 32767, "port"); break;
 		case 'c': g_cport = parse_int(optarg, 1, 32767, "cport"); break;
 		case 'd': g_delay = parse_int(optarg, 0, 600000, "delay"); break;
-		case 'g': g_gap = parse_int(optarg, 0, 600000, "gap"); break;
+		case 'g': g_gap = parse_int(optarg, 0, 600000, "gap"); g_gap_set = 1; break;
+		case 'a': g_addr_str = optarg; break;
+		case 'n': g_count = parse_int(optarg, 1, CHURN_MAX_COUNT, "count"); break;
+		case 'M': g_max_seconds = parse_int(optarg, 1, 300, "max-seconds"); break;
 		case 'w': g_wait_file = optarg; break;
 		case 'S': g_set_sysctl = 1; break;
 		case 'D': g_debug = 1; break;
@@ -1973,6 +2190,23 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ctscen: --cport must differ from --port\n");
 		return 2;
 	}
+	if (strcmp(g_scen, "reuse-churn")) {
+		if (g_addr_str || g_count != 20 || g_max_seconds != 20) {
+			fprintf(stderr, "ctscen: --addr, --count and --max-seconds are for reuse-churn only\n");
+			return 2;
+		}
+	} else {
+		if (!g_gap_set)
+			g_gap = 100;
+		if (!g_addr_str)
+			g_addr_str = g_fam == AF_INET6 ? "::1" : "127.0.0.1";
+		if (g_fam == AF_INET ? inet_pton(AF_INET, g_addr_str, &g_addr4) != 1
+				     : inet_pton(AF_INET6, g_addr_str, &g_addr6) != 1) {
+			fprintf(stderr, "ctscen: bad --addr '%s' (an %s address)\n",
+				g_addr_str, g_fam == AF_INET6 ? "IPv6" : "IPv4");
+			return 2;
+		}
+	}
 
 	for (size_t i = 0; i < sizeof(nft_paths) / sizeof(nft_paths[0]); i++)
 		if (!access(nft_paths[i], X_OK)) {
@@ -1986,6 +2220,8 @@ int main(int argc, char **argv)
 		g_alarm += 20 + (unsigned)g_delay / 1000 + 1;
 	else if (!strcmp(g_scen, "tw-reuse"))
 		g_alarm += (unsigned)g_gap / 1000 + 1;
+	else if (!strcmp(g_scen, "reuse-churn"))
+		g_alarm = (unsigned)g_max_seconds + 15;
 	g_alarm_msg_len = (size_t)snprintf(g_alarm_msg, sizeof(g_alarm_msg),
 		"ctscen: %.40s: timed out after %u s (alarm)\n", g_scen, g_alarm);
 	if (g_alarm_msg_len >= sizeof(g_alarm_msg))
