@@ -51,6 +51,11 @@ const volatile __u64 tw_timer_fn = 0;	/* address of tw_timer_handler */
 const volatile __u64 reqsk_timer_fn = 0; /* address of reqsk_timer_handler */
 const volatile __u64 wakeup_bytes = 0;	/* batch ring buffer wake-ups up to this much data */
 const volatile __u32 hz = 250;		/* CONFIG_HZ, for jiffies */
+/* this architecture's syscall numbers, from the loader's <sys/syscall.h> */
+const volatile long nr_close = -1;
+const volatile long nr_bind = -1;
+const volatile long nr_listen = -1;
+const volatile long nr_connect = -1;
 
 /* counters read by the loader; enum ct_stat */
 __u64 stats[CT_STAT__MAX] = {};
@@ -922,6 +927,7 @@ static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw
 	r->pid = ti->pid;
 	r->flags = ti->flags;
 	r->initiator = ti->initiator;
+	r->method = ti->method;
 	r->tw_end = end;
 	r->tw_ns = now - begin;
 	r->tw_sock_ns = now - ti->start_ns;
@@ -1098,6 +1104,156 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 	p->tw = key;
 	p->t = t;
 	__sync_fetch_and_add(&pending_cancels, 1);
+	return 0;
+}
+
+/* ---- close() that does not close, and EADDRINUSE: syscall tracepoints ---- */
+
+/* current->files->fdt->fd[fd] */
+static __always_inline struct file *fd_file(long fd)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *f = NULL;
+
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/* the TCP socket behind an open file, if it is one */
+static __always_inline struct sock *file_tcp_sock(struct file *f)
+{
+	struct socket *sock;
+	struct sock *sk;
+	__u16 family;
+
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(f, private_data);
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return NULL;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	return family == AF_INET || family == AF_INET6 ? sk : NULL;
+}
+
+static __always_inline struct ct_record *syscall_record(__u8 kind, struct sock *sk, struct file *f,
+							 long fd, const struct tuple *t, int *ring)
+{
+	__u64 key = (__u64)sk;
+	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct ct_record *r;
+
+	/* with -p: the process's own calls, and calls on sockets it owns */
+	if (!wanted(pid, t) && !(si && wanted(si->pid, t)))
+		return NULL;
+	r = record_new(kind, t, ring);
+	if (!r)
+		return NULL;
+	set_owner_current(&r->pid, r->comm);
+	r->conn_id = si ? si->conn_id : 0;
+	r->fd = fd;
+	r->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	r->ino = BPF_CORE_READ(f, f_inode, i_ino);
+	return r;
+}
+
+/*
+ * close(fd) drops one reference to the open file; the TCP close
+ * (sock_close() -> __tcp_close()) only comes with the last one.  Other
+ * references (fork() without CLOEXEC, dup(), SCM_RIGHTS) keep the socket,
+ * and a listening port, alive.
+ */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
+{
+	struct ct_record *r;
+	struct file *f;
+	struct sock *sk;
+	struct tuple t;
+	long fd, refs;
+	int ring;
+
+	if (id != nr_close)
+		return 0;
+	fd = PT_REGS_PARM1_CORE(regs);
+	f = fd_file(fd);
+	sk = file_tcp_sock(f);
+	if (!sk)
+		return 0;
+	refs = file_refs(f);
+	if (refs <= 1)
+		return 0;
+	read_sk_tuple(sk, &t);
+	r = syscall_record(CT_REC_CLOSE_DEFERRED, sk, f, fd, &t, &ring);
+	if (!r)
+		return 0;
+	r->refs = refs - 1;
+	record_submit(r, ring);
+	return 0;
+}
+
+/* copy a user sockaddr's address and port into the tuple's local or remote end */
+static __always_inline void user_sockaddr(const void *uaddr, struct tuple *t, int local)
+{
+	__u16 family = 0, port = 0;
+	__u8 *addr = local ? t->laddr : t->raddr;
+
+	bpf_probe_read_user(&family, sizeof(family), uaddr);
+	bpf_probe_read_user(&port, sizeof(port), uaddr + 2);
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	__builtin_memset(addr, 0, 16);
+	if (family == AF_INET)
+		bpf_probe_read_user(addr, 4, uaddr + 4); /* sin_addr */
+	else
+		bpf_probe_read_user(addr, 16, uaddr + 8); /* sin6_addr */
+	t->family = family;
+	if (local)
+		t->lport = bpf_ntohs(port);
+	else
+		t->rport = bpf_ntohs(port);
+}
+
+/* bind(), listen() or connect() failing with EADDRINUSE */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct ct_record *r;
+	struct file *f;
+	struct sock *sk;
+	struct tuple t;
+	long id, fd;
+	__u8 which;
+	int ring;
+
+	if (ret != -EADDRINUSE)
+		return 0;
+	id = regs_syscall_nr(regs);
+	which = id == nr_bind ? CT_SYS_BIND : id == nr_listen ? CT_SYS_LISTEN :
+		id == nr_connect ? CT_SYS_CONNECT : 0;
+	if (!which)
+		return 0;
+	fd = PT_REGS_PARM1_CORE(regs);
+	f = fd_file(fd);
+	sk = file_tcp_sock(f);
+	if (!sk)
+		return 0;
+	read_sk_tuple(sk, &t);
+	/* the address asked for: the arguments are still in the saved registers */
+	if (which == CT_SYS_BIND)
+		user_sockaddr((void *)PT_REGS_PARM2_CORE(regs), &t, 1);
+	else if (which == CT_SYS_CONNECT)
+		user_sockaddr((void *)PT_REGS_PARM2_CORE(regs), &t, 0);
+	r = syscall_record(CT_REC_BIND_CONFLICT, sk, f, fd, &t, &ring);
+	if (!r)
+		return 0;
+	r->syscall = which;
+	record_submit(r, ring);
 	return 0;
 }
 

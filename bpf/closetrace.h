@@ -26,6 +26,15 @@ enum ct_kind {
 	CT_REC_CONNECT_FAIL = 4, /* connect() found no free 4-tuple (EADDRNOTAVAIL; --tw-reuse) */
 	CT_REC_CLOSE_DEFERRED = 5, /* close() of a socket fd that other references keep open */
 	CT_REC_BIND_CONFLICT = 6,  /* bind()/listen()/connect() failed with EADDRINUSE */
+	/*
+	 * Made in user space at the time, so that a replay shows them too:
+	 * who holds a socket a close() left open, what holds a busy port,
+	 * and --watch reports.
+	 */
+	CT_REC_HOLDER = 7,	   /* a process holding the socket of the record before */
+	CT_REC_PORT_USER = 8,	   /* a socket on the port of the bind conflict before */
+	CT_REC_WATCH = 9,	   /* --watch: a socket long in CLOSE_WAIT / FIN_WAIT2 */
+	CT_REC_WATCH_COUNT = 10,   /* --watch: per process count of such sockets */
 };
 
 /* how the close was done (local side) or what arrived (remote side) */
@@ -93,6 +102,9 @@ enum ct_tw_end {
 #define CT_F_REUSE_DELAY   (1u << 7) /* timewait reused: reuse_delay_ms is the kernel's tcp_tw_reuse_delay */
 #define CT_F_END_FIN_WAIT2 (1u << 8) /* timewait: still in substate FIN_WAIT2 when it ended */
 #define CT_F_EXITING	   (1u << 9) /* the closing process was exiting (do_exit() closed its files) */
+#define CT_F_INCOMPLETE	   (1u << 10) /* holder / port-user: the /proc scan gave up before the end */
+#define CT_F_WATCH_CLOSED  (1u << 11) /* watch: the socket finally closed */
+#define CT_F_AGE_AT_LEAST  (1u << 12) /* watch: already in the state when tracing began */
 
 /* counters in the stats array (a global in the BPF object) */
 enum ct_stat {
@@ -130,6 +142,8 @@ struct ct_record {
 	__u32 bound_dev_if;   /* timewait: SO_BINDTODEVICE ifindex of the timewait socket */
 	__u64 ino;	      /* socket inode (links in /proc/PID/fd), 0 if none */
 	__u64 linger_ns;      /* linger-wait: the SO_LINGER time */
+	__u64 age_ns;	      /* watch: time in the state; port-user TIME_WAIT: the oldest's age */
+	__u64 expires_ns;     /* port-user TIME_WAIT: when the last one ends, from now */
 	__u8 method;	      /* enum ct_method: the first close (local or remote) */
 	__u8 app_method;      /* remote-initiated: how the app closed its side */
 	__u8 exit_signal;     /* method exit: the signal that killed the process, 0 if none */

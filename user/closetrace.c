@@ -19,6 +19,7 @@
 #include <bpf/libbpf.h>
 #include "closetrace.h"
 #include "closetrace.skel.h"
+#include "explain.h"
 #include "options.h"
 #include "output.h"
 #include "pipeline.h"
@@ -99,7 +100,7 @@ static bool kernel_has_btf_tracepoint(const char *event)
 }
 
 /* pick BTF tracepoints where the kernel has them, classic ones otherwise */
-static int choose_programs(struct closetrace_bpf *skel, bool classic)
+static int choose_programs(struct closetrace_bpf *skel, bool classic, bool syscalls)
 {
 	struct {
 		struct bpf_program *btf, *tp;
@@ -132,6 +133,9 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic)
 		if (pairs[i].tp)
 			bpf_program__set_autoload(pairs[i].tp, classic);
 	}
+	/* close() that does not close, EADDRINUSE: BTF syscall tracepoints only */
+	bpf_program__set_autoload(skel->progs.handle_sys_enter, syscalls && !classic);
+	bpf_program__set_autoload(skel->progs.handle_sys_exit, syscalls && !classic);
 	return 0;
 }
 
@@ -156,6 +160,10 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 		ro->filter_rports[i] = o->rports[i];
 	ro->n_lports = o->n_lports;
 	ro->n_rports = o->n_rports;
+	ro->nr_close = SYS_close;
+	ro->nr_bind = SYS_bind;
+	ro->nr_listen = SYS_listen;
+	ro->nr_connect = SYS_connect;
 	ro->wakeup_bytes = WAKEUP_BYTES;
 	if (hz)
 		ro->hz = hz;
@@ -174,7 +182,7 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	if (tw_buckets > 0 && tw_buckets * 2 > tw_entries)
 		tw_entries = tw_buckets * 2 > (1 << 24) ? (1 << 24) : (uint32_t)(tw_buckets * 2);
 	bpf_map__set_max_entries(skel->maps.tws, tw_entries);
-	return choose_programs(skel, o->classic_tp);
+	return choose_programs(skel, o->classic_tp, !o->no_syscalls);
 }
 
 /* -p: tell the kernel side which sockets the process already holds */
@@ -230,11 +238,22 @@ static bool process_gone(uint32_t pid, int pidfd)
 	return kill(pid, 0) && errno == ESRCH;
 }
 
+static void emit_explanation(void *ctx, const struct ct_record *r)
+{
+	pipeline_record(ctx, r);
+}
+
 static int handle_record(void *ctx, void *data, size_t len)
 {
+	const struct ct_record *r = data;
+
 	if (len < sizeof(struct ct_record))
 		return 0;
-	pipeline_record(ctx, data);
+	pipeline_record(ctx, r);
+	if (r->kind == CT_REC_CLOSE_DEFERRED)
+		explain_close_deferred(r, emit_explanation, ctx);
+	else if (r->kind == CT_REC_BIND_CONFLICT)
+		explain_bind_conflict(r, emit_explanation, ctx);
 	return 0;
 }
 

@@ -25,6 +25,8 @@ enum {
 	OPT_SUMMARY,
 	OPT_TOP,
 	OPT_TW_REUSE,
+	OPT_NO_SYSCALLS,
+	OPT_WATCH,
 };
 
 static const char doc[] =
@@ -61,6 +63,10 @@ static const struct argp_option option_table[] = {
 	{ "top", OPT_TOP, "N", 0, "Rows in the summary's top tables (default 10)", 2 },
 	{ "tw-reuse", OPT_TW_REUSE, NULL, 0,
 	  "Check every TIME_WAIT reuse against tcp_tw_reuse and its delay", 2 },
+	{ "watch", OPT_WATCH, "SECONDS", 0,
+	  "Report sockets in CLOSE_WAIT or FIN_WAIT2 longer than this (and when they close)", 2 },
+	{ "no-syscalls", OPT_NO_SYSCALLS, NULL, 0,
+	  "Do not trace close()/bind()/listen()/connect(): no close-deferred or bind-conflict events", 2 },
 	{ NULL, 0, NULL, 0, "Recording:", 3 },
 	{ "write", 'w', "FILE", 0, "Record to FILE (- for stdout) instead of printing", 3 },
 	{ "read", 'r', "FILE", 0, "Replay a recording (no root or BPF needed)", 3 },
@@ -259,6 +265,14 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		break;
 	case OPT_TW_REUSE:
 		o->tw_reuse = true;
+		break;
+	case OPT_NO_SYSCALLS:
+		o->no_syscalls = true;
+		break;
+	case OPT_WATCH:
+		o->watch = parse_seconds(arg);
+		if (o->watch < 0)
+			fail("invalid --watch threshold '%s' (seconds, > 0)", arg);
 		break;
 	case ARGP_KEY_END:
 		if (o->read_path && o->write_path)

@@ -30,6 +30,8 @@ struct ct_options {
 	double interval;	 /* -i: summary every this many seconds */
 	int top;		 /* --top: rows in the summary's top tables */
 	bool tw_reuse;		 /* --tw-reuse */
+	bool no_syscalls;	 /* --no-syscalls: no close-deferred / bind-conflict */
+	double watch;		 /* --watch: report CLOSE_WAIT / FIN_WAIT2 older than this */
 	int argc;		 /* the command line, for the recording's header */
 	char **argv;
 };

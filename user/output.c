@@ -116,8 +116,28 @@ static const char *event_name(int kind)
 		return "timewait";
 	case CT_REC_STATE:
 		return "state";
+	case CT_REC_CONNECT_FAIL:
+		return "connect-fail";
+	case CT_REC_CLOSE_DEFERRED:
+		return "close-deferred";
+	case CT_REC_BIND_CONFLICT:
+		return "bind-conflict";
+	case CT_REC_HOLDER:
+		return "holder";
+	case CT_REC_PORT_USER:
+		return "port-user";
+	case CT_REC_WATCH:
+		return "watch";
+	case CT_REC_WATCH_COUNT:
+		return "watch-count";
 	}
 	return "?";
+}
+
+static const char *syscall_name(int sys)
+{
+	return sys == CT_SYS_BIND ? "bind" : sys == CT_SYS_LISTEN ? "listen" :
+	       sys == CT_SYS_CONNECT ? "connect" : "?";
 }
 
 /* comm may hold any byte; JSON strings must not */
@@ -211,6 +231,40 @@ static void output_json(const struct ct_output *o, const struct ct_record *r)
 		fprintf(f, ",\"oldstate\":\"%s\",\"newstate\":\"%s\"", state_name(r->oldstate),
 			state_name(r->newstate));
 		break;
+	case CT_REC_CLOSE_DEFERRED:
+		fprintf(f, ",\"fd\":%u,\"refs_left\":%u,\"state\":\"%s\",\"inode\":%llu", r->fd,
+			r->refs, state_name(r->state), (unsigned long long)r->ino);
+		break;
+	case CT_REC_BIND_CONFLICT:
+		fprintf(f, ",\"syscall\":\"%s\",\"error\":\"EADDRINUSE\",\"fd\":%u,\"state\":\"%s\"",
+			syscall_name(r->syscall), r->fd, state_name(r->state));
+		break;
+	case CT_REC_HOLDER:
+		fprintf(f, ",\"fd\":%d,\"inode\":%llu,\"state\":\"%s\",\"incomplete\":%s",
+			r->pid ? (int)r->fd : -1, (unsigned long long)r->ino, state_name(r->state),
+			r->flags & CT_F_INCOMPLETE ? "true" : "false");
+		break;
+	case CT_REC_PORT_USER:
+		fprintf(f, ",\"state\":\"%s\",\"inode\":%llu", state_name(r->state),
+			(unsigned long long)r->ino);
+		if (r->state == TCP_TIME_WAIT)
+			fprintf(f, ",\"count\":%u,\"oldest_age_ns\":%llu,\"last_expires_ns\":%llu",
+				r->refs, (unsigned long long)r->age_ns,
+				(unsigned long long)r->expires_ns);
+		else
+			fprintf(f, ",\"owner_fd\":%d", r->pid ? (int)r->fd : -1);
+		fprintf(f, ",\"incomplete\":%s", r->flags & CT_F_INCOMPLETE ? "true" : "false");
+		break;
+	case CT_REC_WATCH:
+		fprintf(f, ",\"state\":\"%s\",\"age_ns\":%llu,\"age_at_least\":%s,\"closed\":%s",
+			state_name(r->state), (unsigned long long)r->age_ns,
+			r->flags & CT_F_AGE_AT_LEAST ? "true" : "false",
+			r->flags & CT_F_WATCH_CLOSED ? "true" : "false");
+		break;
+	case CT_REC_WATCH_COUNT:
+		fprintf(f, ",\"state\":\"%s\",\"count\":%u,\"oldest_age_ns\":%llu",
+			state_name(r->state), r->refs, (unsigned long long)r->age_ns);
+		break;
 	}
 	fputs("}\n", f);
 }
@@ -269,6 +323,52 @@ static void table_details(FILE *f, const struct ct_record *r)
 	case CT_REC_STATE:
 		fprintf(f, " %s -> %s", state_name(r->oldstate), state_name(r->newstate));
 		break;
+	case CT_REC_CONNECT_FAIL:
+		fputs(" connect() EADDRNOTAVAIL: no free local port", f);
+		break;
+	case CT_REC_CLOSE_DEFERRED:
+		fprintf(f, " close(fd %u) closed nothing: %s socket kept open by %u more reference%s",
+			r->fd, state_name(r->state), r->refs, r->refs == 1 ? "" : "s");
+		break;
+	case CT_REC_BIND_CONFLICT:
+		fprintf(f, " %s() failed with EADDRINUSE (fd %u)", syscall_name(r->syscall), r->fd);
+		break;
+	case CT_REC_HOLDER:
+		if (r->pid)
+			fprintf(f, " still held by this process as fd %u", r->fd);
+		else
+			fputs(" no other holder found", f);
+		if (r->flags & CT_F_INCOMPLETE)
+			fputs(" (the /proc scan gave up early)", f);
+		break;
+	case CT_REC_PORT_USER:
+		if (r->state == TCP_TIME_WAIT) {
+			format_duration(r->age_ns, d, sizeof(d));
+			fprintf(f, " %u TIME_WAIT socket%s on the port, the oldest %s old", r->refs,
+				r->refs == 1 ? "" : "s", d);
+			format_duration(r->expires_ns, d, sizeof(d));
+			fprintf(f, ", the last ends in %s", d);
+		} else {
+			fprintf(f, " %s socket on the port", state_name(r->state));
+			if (r->pid)
+				fprintf(f, ", owner fd %u", r->fd);
+		}
+		if (r->flags & CT_F_INCOMPLETE)
+			fputs(" (the /proc scan gave up early)", f);
+		break;
+	case CT_REC_WATCH:
+		format_duration(r->age_ns, d, sizeof(d));
+		if (r->flags & CT_F_WATCH_CLOSED)
+			fprintf(f, " closed after %s in %s", d, state_name(r->state));
+		else
+			fprintf(f, " in %s for %s%s", state_name(r->state),
+				r->flags & CT_F_AGE_AT_LEAST ? "at least " : "", d);
+		break;
+	case CT_REC_WATCH_COUNT:
+		format_duration(r->age_ns, d, sizeof(d));
+		fprintf(f, " %u socket%s in %s past the threshold, the oldest %s", r->refs,
+			r->refs == 1 ? "" : "s", state_name(r->state), d);
+		break;
 	}
 }
 
@@ -296,8 +396,9 @@ static void output_table(const struct ct_output *o, const struct ct_record *r)
 	else
 		fprintf(f, "%-7s ", "?");
 	fprintf(f, "%-15.*s %-8s %-26s %-26s %-12s %-12s", CT_COMM_LEN, r->pid ? r->comm : "?",
-		event_name(r->kind), l, rm, initiator_name(r->initiator),
-		r->kind == CT_REC_STATE ? "-" : method_name(r->method));
+		event_name(r->kind), l, rm,
+		r->kind <= CT_REC_STATE ? initiator_name(r->initiator) : "-",
+		r->kind == CT_REC_CLOSE || r->kind == CT_REC_TIMEWAIT ? method_name(r->method) : "-");
 	table_details(f, r);
 	fputc('\n', f);
 }
