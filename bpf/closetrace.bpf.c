@@ -43,6 +43,7 @@ const volatile __u8 emit_states = 0;
 const volatile __u8 emit_records = 1;	   /* per-connection records to the ring buffer */
 const volatile __u8 aggregate = 0;	   /* --summary: account every record in maps */
 const volatile __u8 track_connect_fail = 0; /* --tw-reuse: report EADDRNOTAVAIL connects */
+const volatile __u8 watch_tuples = 0;	   /* --watch: keep the 4-tuple of waiting sockets */
 const volatile __u16 filter_lports[CT_MAX_PORTS] = {};
 const volatile __u16 filter_rports[CT_MAX_PORTS] = {};
 const volatile __u32 n_lports = 0;
@@ -62,26 +63,6 @@ __u64 stats[CT_STAT__MAX] = {};
 /* cancels of timewait timers not yet classified (see pending_cancel) */
 __u32 pending_cancels = 0;
 
-struct sock_info {
-	__u64 conn_id;
-	__u64 state_ts; /* when the current state began, 0 if unknown */
-	__u64 state_ns[CT_NSTATES];
-	__u64 ino;	 /* socket inode, read while a process still held the socket */
-	__u64 close_ts;	 /* the application's close (for SO_LINGER waits) */
-	__u64 linger_ns; /* SO_LINGER time of a waiting close() */
-	__u32 pid;
-	__u32 flags;
-	__u16 visited;
-	__u8 initiator;
-	__u8 close_pending; /* reached CLOSE; waiting for tcp_send_reset or destroy */
-	__u8 method;	    /* enum ct_method of the first close */
-	__u8 app_method;    /* remote-initiated: how the app closed */
-	__u8 exit_signal;
-	__u8 linger;	    /* enum ct_linger */
-	__u8 state;	    /* current state */
-	char comm[CT_COMM_LEN];
-};
-
 struct tw_info {
 	__u64 conn_id;
 	__u64 start_ns; /* timewait socket scheduled */
@@ -93,17 +74,6 @@ struct tw_info {
 	__u8 claimed; /* joined to the full socket it came from */
 	__u8 method;
 	char comm[CT_COMM_LEN];
-};
-
-struct tuple {
-	__u32 netns;
-	__u16 family;
-	__u16 lport;
-	__u16 rport;
-	__u16 pad;
-	__u8 laddr[16];
-	__u8 raddr[16];
-	__u32 pad2; /* a multiple of 8 bytes, for tuple_eq() */
 };
 
 struct listener_key {
@@ -120,7 +90,7 @@ struct owner {
 /* a timewait timer cancel whose cause is not known yet */
 struct pending_cancel {
 	__u64 tw;
-	struct tuple t;
+	struct ct_tuple t;
 };
 
 struct {
@@ -133,7 +103,7 @@ struct {
 	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
-	__type(value, struct sock_info);
+	__type(value, struct ct_sock);
 } socks SEC(".maps");
 
 /* timewait sockets, keyed by address; sized by the loader from tcp_max_tw_buckets */
@@ -149,7 +119,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct tuple);
+	__type(key, struct ct_tuple);
 	__type(value, __u64);
 } tw_birth SEC(".maps");
 
@@ -242,7 +212,7 @@ static __always_inline __u64 new_conn_id(void)
  * The 4-tuple and namespace of a full, timewait or request socket (all
  * start with struct sock_common).
  */
-static __always_inline void read_tuple(const struct sock_common *skc, struct tuple *t)
+static __always_inline void read_tuple(const struct sock_common *skc, struct ct_tuple *t)
 {
 	__builtin_memset(t, 0, sizeof(*t));
 	t->family = BPF_CORE_READ(skc, skc_family);
@@ -268,13 +238,13 @@ static __always_inline __u16 sk_lport(struct sock *sk)
 	return bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 }
 
-static __always_inline void read_sk_tuple(struct sock *sk, struct tuple *t)
+static __always_inline void read_sk_tuple(struct sock *sk, struct ct_tuple *t)
 {
 	read_tuple(&sk->__sk_common, t);
 	t->lport = sk_lport(sk);
 }
 
-static __always_inline int tuple_eq(const struct tuple *a, const struct tuple *b)
+static __always_inline int tuple_eq(const struct ct_tuple *a, const struct ct_tuple *b)
 {
 	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
 
@@ -303,7 +273,7 @@ static __always_inline int port_listed(const volatile __u16 *list, __u32 n, __u1
 }
 
 /* in-kernel filter applied before anything reaches the ring buffer */
-static __always_inline int wanted(__u32 pid, const struct tuple *t)
+static __always_inline int wanted(__u32 pid, const struct ct_tuple *t)
 {
 	if (filter_pid && pid != filter_pid)
 		return 0;
@@ -327,7 +297,7 @@ static __always_inline int wanted(__u32 pid, const struct tuple *t)
  * wanted, else (or when the ring buffer is full) in a per-CPU scratch slot
  * so that --summary still counts it.  *ring says which.
  */
-static __always_inline struct ct_record *record_new(__u8 kind, const struct tuple *t, int *ring)
+static __always_inline struct ct_record *record_new(__u8 kind, const struct ct_tuple *t, int *ring)
 {
 	struct ct_record *r = NULL;
 	__u32 zero = 0;
@@ -420,7 +390,7 @@ static __always_inline void set_owner_current(__u32 *pid, char *comm)
 	bpf_get_current_comm(comm, CT_COMM_LEN);
 }
 
-static __always_inline void emit_close(struct sock_info *si, const struct tuple *t)
+static __always_inline void emit_close(struct ct_sock *si, const struct ct_tuple *t)
 {
 	struct ct_record *r;
 	int ring;
@@ -446,7 +416,7 @@ static __always_inline void emit_close(struct sock_info *si, const struct tuple 
 	record_submit(r, ring);
 }
 
-static __always_inline void emit_state(struct sock_info *si, const struct tuple *t, int old, int new)
+static __always_inline void emit_state(struct ct_sock *si, const struct ct_tuple *t, int old, int new)
 {
 	struct ct_record *r;
 	int ring;
@@ -466,7 +436,7 @@ static __always_inline void emit_state(struct sock_info *si, const struct tuple 
 	record_submit(r, ring);
 }
 
-static __always_inline void emit_connect_fail(struct sock_info *si, const struct tuple *t)
+static __always_inline void emit_connect_fail(struct ct_sock *si, const struct ct_tuple *t)
 {
 	struct ct_record *r;
 	int ring;
@@ -483,7 +453,7 @@ static __always_inline void emit_connect_fail(struct sock_info *si, const struct
 }
 
 /* Owner of a socket first seen mid-life: the -p process if it held it at start-up. */
-static __always_inline void owner_from_inode(struct sock *sk, struct sock_info *si)
+static __always_inline void owner_from_inode(struct sock *sk, struct ct_sock *si)
 {
 	__u64 ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
 	__u32 *pid;
@@ -510,7 +480,7 @@ enum {
 	S_CLOSING,
 };
 
-static __always_inline void finish(struct sock_info *si, const struct tuple *t, __u64 key)
+static __always_inline void finish(struct ct_sock *si, const struct ct_tuple *t, __u64 key)
 {
 	emit_close(si, t);
 	bpf_map_delete_elem(&socks, &key);
@@ -526,7 +496,7 @@ static __always_inline int sk_linger(struct sock *sk, __u64 *ticks)
 }
 
 /* the process doing this close is exiting: do_exit() -> exit_files() */
-static __always_inline int current_exiting(struct sock_info *si)
+static __always_inline int current_exiting(struct ct_sock *si)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 
@@ -543,7 +513,7 @@ static __always_inline int current_exiting(struct sock_info *si)
  * sock_close() -> __tcp_close() runs from __fput(), after the last
  * reference to the file went; shutdown() holds a live reference.
  */
-static __always_inline __u8 app_close_method(struct sock *sk, struct sock_info *si, __u64 now)
+static __always_inline __u8 app_close_method(struct sock *sk, struct ct_sock *si, __u64 now)
 {
 	struct socket *sock = BPF_CORE_READ(sk, sk_socket);
 	struct file *file = sock ? BPF_CORE_READ(sock, file) : NULL;
@@ -569,7 +539,7 @@ static __always_inline __u8 app_close_method(struct sock *sk, struct sock_info *
  * A waiting close() returns once the state leaves FIN_WAIT1/CLOSING/
  * LAST_ACK (sk_stream_wait_close()) or when the linger time runs out.
  */
-static __always_inline void settle_linger(struct sock_info *si, int old, __u64 now)
+static __always_inline void settle_linger(struct ct_sock *si, int old, __u64 now)
 {
 	if (!si->linger_ns || si->linger != CT_LINGER_NONE)
 		return;
@@ -581,8 +551,8 @@ static __always_inline void settle_linger(struct sock_info *si, int old, __u64 n
 static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 {
 	__u64 key = (__u64)sk, now;
-	struct sock_info *si, zero = {};
-	struct tuple t;
+	struct ct_sock *si, zero = {};
+	struct ct_tuple t;
 
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
@@ -677,6 +647,8 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 	}
 	settle_linger(si, old, now);
 	si->state = new;
+	if (watch_tuples && (new == S_CLOSE_WAIT || new == S_FIN_WAIT2))
+		read_sk_tuple(sk, &si->t);
 
 	if (si->initiator == CT_INIT_NONE) {
 		if (new == S_FIN_WAIT1)
@@ -786,8 +758,8 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 static __always_inline int handle_destroy(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
-	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
-	struct tuple t;
+	struct ct_sock *si = bpf_map_lookup_elem(&socks, &key);
+	struct ct_tuple t;
 
 	if (!si)
 		return 0;
@@ -811,8 +783,8 @@ static __always_inline int handle_destroy(struct sock *sk)
 static __always_inline int handle_reset(struct sock *sk, int sent, int reason)
 {
 	__u64 key = (__u64)sk, ticks;
-	struct sock_info *si;
-	struct tuple t;
+	struct ct_sock *si;
+	struct ct_tuple t;
 
 	if (!sk)
 		return 0;
@@ -846,7 +818,7 @@ static __always_inline int handle_reset(struct sock *sk, int sent, int reason)
 static __always_inline int handle_error_report(const struct sock *sk)
 {
 	__u64 key = (__u64)sk;
-	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
+	struct ct_sock *si = bpf_map_lookup_elem(&socks, &key);
 	int err;
 
 	if (!si || si->initiator != CT_INIT_NONE)
@@ -887,7 +859,7 @@ static __always_inline void reuse_facts(struct ct_record *r, struct sock *reuser
 }
 
 static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw_info *ti,
-					const struct tuple *t, __u8 end, struct sock *reuser)
+					const struct ct_tuple *t, __u8 end, struct sock *reuser)
 {
 	__u64 now = bpf_ktime_get_ns(), begin = ti->start_ns;
 	struct ct_record *r;
@@ -970,7 +942,7 @@ static __always_inline int settle_pending(struct timer_list *timer, __u64 fn, in
 	if (!p || !p->tw)
 		return 0;
 	if (fn == tw_timer_fn && (__u64)timer_tw(timer) == p->tw) {
-		struct tuple t;
+		struct ct_tuple t;
 
 		read_tuple(&timer_tw(timer)->__tw_common, &t);
 		if (tuple_eq(&t, &p->t)) {
@@ -987,7 +959,7 @@ static __always_inline int settle_pending(struct timer_list *timer, __u64 fn, in
 		 */
 		struct request_sock *req = (void *)((unsigned long)timer -
 				bpf_core_field_offset(struct request_sock, rsk_timer));
-		struct tuple t;
+		struct ct_tuple t;
 
 		read_tuple(&req->__req_common, &t);
 		if (tuple_eq(&t, &p->t))
@@ -1005,7 +977,7 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 {
 	struct inet_timewait_sock *tw;
 	struct tw_info *ti, zero = {};
-	struct tuple t;
+	struct ct_tuple t;
 	__u64 key;
 
 	settle_pending(timer, fn, 1);
@@ -1038,7 +1010,7 @@ static __always_inline int handle_timer_expire(struct timer_list *timer, __u64 f
 {
 	struct inet_timewait_sock *tw;
 	struct tw_info *ti;
-	struct tuple t;
+	struct ct_tuple t;
 	__u64 key;
 
 	settle_pending(timer, fn, 0);
@@ -1062,7 +1034,7 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 	struct inet_timewait_sock *tw;
 	struct pending_cancel *p;
 	struct tw_info *ti;
-	struct tuple t;
+	struct ct_tuple t;
 	__u64 key, id, *csk;
 	__u32 zero = 0;
 
@@ -1090,7 +1062,7 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 	csk = bpf_map_lookup_elem(&connecting, &id);
 	if (csk) {
 		struct sock *sk = (void *)*csk;
-		struct tuple ct;
+		struct ct_tuple ct;
 
 		read_sk_tuple(sk, &ct);
 		if (BPF_CORE_READ(sk, __sk_common.skc_state) == S_SYN_SENT && tuple_eq(&ct, &t)) {
@@ -1141,10 +1113,10 @@ static __always_inline struct sock *file_tcp_sock(struct file *f)
 }
 
 static __always_inline struct ct_record *syscall_record(__u8 kind, struct sock *sk, struct file *f,
-							 long fd, const struct tuple *t, int *ring)
+							 long fd, const struct ct_tuple *t, int *ring)
 {
 	__u64 key = (__u64)sk;
-	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
+	struct ct_sock *si = bpf_map_lookup_elem(&socks, &key);
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct ct_record *r;
 
@@ -1174,7 +1146,7 @@ int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 	struct ct_record *r;
 	struct file *f;
 	struct sock *sk;
-	struct tuple t;
+	struct ct_tuple t;
 	long fd, refs;
 	int ring;
 
@@ -1198,7 +1170,7 @@ int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 }
 
 /* copy a user sockaddr's address and port into the tuple's local or remote end */
-static __always_inline void user_sockaddr(const void *uaddr, struct tuple *t, int local)
+static __always_inline void user_sockaddr(const void *uaddr, struct ct_tuple *t, int local)
 {
 	__u16 family = 0, port = 0;
 	__u8 *addr = local ? t->laddr : t->raddr;
@@ -1226,7 +1198,7 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	struct ct_record *r;
 	struct file *f;
 	struct sock *sk;
-	struct tuple t;
+	struct ct_tuple t;
 	long id, fd;
 	__u8 which;
 	int ring;

@@ -157,6 +157,41 @@ struct ct_record {
 	char reuse_comm[CT_COMM_LEN];
 };
 
+/* ---- the kernel side's per-connection state (the socks map), read by --watch ---- */
+
+struct ct_tuple {
+	__u32 netns;
+	__u16 family;
+	__u16 lport;
+	__u16 rport;
+	__u16 pad;
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u32 pad2; /* a multiple of 8 bytes, compared 8 at a time */
+};
+
+struct ct_sock {
+	__u64 conn_id;
+	__u64 state_ts; /* CLOCK_MONOTONIC when the current state began, 0 if unknown */
+	__u64 state_ns[CT_NSTATES];
+	__u64 ino;	 /* socket inode, read while a process still held the socket */
+	__u64 close_ts;	 /* the application's close (for SO_LINGER waits) */
+	__u64 linger_ns; /* SO_LINGER time of a waiting close() */
+	struct ct_tuple t; /* --watch: filled on entering CLOSE_WAIT or FIN_WAIT2 */
+	__u32 pid;
+	__u32 flags;
+	__u16 visited;
+	__u8 initiator;
+	__u8 close_pending; /* reached CLOSE; waiting for tcp_send_reset or destroy */
+	__u8 method;	    /* enum ct_method of the first close */
+	__u8 app_method;    /* remote-initiated: how the app closed */
+	__u8 exit_signal;
+	__u8 linger;	    /* enum ct_linger */
+	__u8 state;	    /* current state */
+	__u8 pad[7];
+	char comm[CT_COMM_LEN];
+};
+
 /* ---- --summary: aggregates, kept in the kernel and rebuilt from records on replay ---- */
 
 #define CT_HIST_SLOTS 40 /* log2 nanosecond buckets: up to ~18 minutes */

@@ -32,6 +32,7 @@
 #define WAKEUP_BYTES (256 << 10)
 #define PID_EXIT_GRACE_NS 500000000ULL
 #define RECORD_FLUSH_NS 1000000000ULL /* a complete block on disk at least every second */
+#define WATCH_TICK_NS 250000000ULL    /* --watch reports within a quarter second of the threshold */
 
 static volatile sig_atomic_t exiting;
 
@@ -154,6 +155,7 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	ro->emit_records = !o->summary || o->write_path;
 	ro->aggregate = o->summary;
 	ro->track_connect_fail = o->tw_reuse;
+	ro->watch_tuples = o->watch > 0;
 	for (int i = 0; i < o->n_lports; i++)
 		ro->filter_lports[i] = o->lports[i];
 	for (int i = 0; i < o->n_rports; i++)
@@ -304,7 +306,7 @@ int main(int argc, char **argv)
 	struct pipeline p = {};
 	struct ct_file_header header;
 	struct ct_stats stats = {};
-	uint64_t start, deadline = 0, pid_gone_at = 0, next_flush, next_summary = 0;
+	uint64_t start, deadline = 0, pid_gone_at = 0, next_flush, next_summary = 0, next_watch = 0;
 	int err, pidfd = -1;
 
 	err = options_parse(argc, argv, &opts);
@@ -394,6 +396,15 @@ int main(int argc, char **argv)
 
 	start = now_ns(CLOCK_MONOTONIC);
 	next_flush = start + RECORD_FLUSH_NS;
+	if (opts.watch) {
+		p.watch = watch_new((uint64_t)(opts.watch * 1e9), start, emit_explanation, &p);
+		if (!p.watch) {
+			err = -ENOMEM;
+			die("out of memory");
+			goto cleanup;
+		}
+		next_watch = start;
+	}
 	if (opts.duration)
 		deadline = start + (uint64_t)(opts.duration * 1e9);
 	if (opts.interval)
@@ -427,6 +438,10 @@ int main(int argc, char **argv)
 			die("recording to %s stopped: %s", recorder__path(p.rec), strerror(-p.rec_err));
 			err = p.rec_err;
 			break;
+		}
+		if (next_watch && now >= next_watch) {
+			watch_tick(p.watch, bpf_map__fd(skel->maps.socks), now);
+			next_watch = now + WATCH_TICK_NS;
 		}
 		if (next_summary && now >= next_summary) {
 			err = load_summary(skel, &p);

@@ -48,6 +48,9 @@ void pipeline_record(struct pipeline *p, const struct ct_record *r)
 		tw_reuse_record(p->twr, r);
 	if (p->print)
 		correlate_record(&p->corr, r);
+	/* after the close is shown: a watched socket's last report follows it */
+	if (p->watch)
+		watch_record(p->watch, r);
 }
 
 void pipeline_finish(struct pipeline *p, const struct ct_stats *stats)
@@ -64,6 +67,8 @@ void pipeline_free(struct pipeline *p)
 {
 	summary_free(p->sum);
 	tw_reuse_free(p->twr);
+	watch_free(p->watch);
 	p->sum = NULL;
 	p->twr = NULL;
+	p->watch = NULL;
 }

@@ -14,6 +14,7 @@
 #include "summary.h"
 #include "trace_file.h"
 #include "tw_reuse.h"
+#include "watch.h"
 
 struct pipeline {
 	struct ct_output out;
@@ -24,6 +25,7 @@ struct pipeline {
 	bool sum_from_records;	  /* replay: aggregate records here (live: the kernel does) */
 	int top;
 	struct tw_reuse *twr;	  /* --tw-reuse */
+	struct watch *watch;	  /* --watch, live runs */
 	int rec_err;		  /* first recording error (-errno) */
 };
 

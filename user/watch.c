@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <bpf/bpf.h>
+#include "watch.h"
+
+#define COUNT_EVERY_MIN_NS 5000000000ULL
+
+struct watched {
+	uint64_t conn_id;	/* 0 for sockets that existed before tracing */
+	uint64_t since;		/* CLOCK_MONOTONIC the state began (or tracing began) */
+	struct ct_tuple t;
+	uint32_t pid;
+	char comm[CT_COMM_LEN];
+	uint8_t state;
+	bool at_least;		/* since is only a lower bound */
+	bool reported;		/* crossed the threshold, said so */
+	bool seen;		/* still in the map at the last tick */
+};
+
+struct watch {
+	uint64_t threshold, start, next_count;
+	explain_emit_fn emit;
+	void *ctx;
+	struct watched *w;
+	size_t n, cap;
+};
+
+struct watch *watch_new(uint64_t threshold_ns, uint64_t now_ns, explain_emit_fn emit, void *ctx)
+{
+	struct watch *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	w->threshold = threshold_ns;
+	w->start = now_ns;
+	w->next_count = now_ns + (threshold_ns > COUNT_EVERY_MIN_NS ? threshold_ns : COUNT_EVERY_MIN_NS);
+	w->emit = emit;
+	w->ctx = ctx;
+	return w;
+}
+
+void watch_free(struct watch *w)
+{
+	if (!w)
+		return;
+	free(w->w);
+	free(w);
+}
+
+static struct watched *add(struct watch *w)
+{
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 64;
+		struct watched *p = realloc(w->w, cap * sizeof(*p));
+
+		if (!p)
+			return NULL;
+		w->w = p;
+		w->cap = cap;
+	}
+	memset(&w->w[w->n], 0, sizeof(w->w[0]));
+	return &w->w[w->n++];
+}
+
+static void drop(struct watch *w, size_t i)
+{
+	w->w[i] = w->w[--w->n];
+}
+
+void watch_add_existing(struct watch *w, const struct ct_tuple *t, uint8_t state, uint32_t pid,
+			const char *comm)
+{
+	struct watched *e = add(w);
+
+	if (!e)
+		return;
+	e->t = *t;
+	e->state = state;
+	e->since = w->start;
+	e->at_least = true;
+	e->pid = pid;
+	if (comm)
+		memcpy(e->comm, comm, strnlen(comm, CT_COMM_LEN));
+}
+
+static void fill(struct ct_record *r, const struct watched *e, uint8_t kind, uint64_t now)
+{
+	memset(r, 0, sizeof(*r));
+	r->kind = kind;
+	r->ts_ns = now;
+	r->conn_id = e->conn_id;
+	r->pid = e->pid;
+	memcpy(r->comm, e->comm, CT_COMM_LEN);
+	r->netns = e->t.netns;
+	r->family = e->t.family;
+	r->lport = e->t.lport;
+	r->rport = e->t.rport;
+	memcpy(r->laddr, e->t.laddr, 16);
+	memcpy(r->raddr, e->t.raddr, 16);
+	r->state = e->state;
+	r->age_ns = now - e->since;
+	if (e->at_least)
+		r->flags |= CT_F_AGE_AT_LEAST;
+}
+
+static struct watched *find_conn(struct watch *w, uint64_t conn_id, size_t *idx)
+{
+	for (size_t i = 0; i < w->n; i++)
+		if (w->w[i].conn_id == conn_id && conn_id) {
+			*idx = i;
+			return &w->w[i];
+		}
+	return NULL;
+}
+
+static void count_per_process(struct watch *w, uint64_t now)
+{
+	struct ct_record r;
+
+	/* one record per (process, state): how many, and the oldest */
+	for (size_t i = 0; i < w->n; i++) {
+		struct watched *e = &w->w[i];
+		uint32_t count = 0;
+		uint64_t oldest = 0;
+		bool first = true;
+
+		if (!e->reported)
+			continue;
+		for (size_t j = 0; j < w->n; j++) {
+			struct watched *o = &w->w[j];
+
+			if (!o->reported || o->pid != e->pid || o->state != e->state)
+				continue;
+			if (j < i) {
+				first = false;
+				break;
+			}
+			count++;
+			if (now - o->since > oldest)
+				oldest = now - o->since;
+		}
+		if (!first)
+			continue;
+		fill(&r, e, CT_REC_WATCH_COUNT, now);
+		r.conn_id = 0;
+		r.refs = count;
+		r.age_ns = oldest;
+		r.lport = r.rport = 0;
+		memset(r.laddr, 0, 16);
+		memset(r.raddr, 0, 16);
+		w->emit(w->ctx, &r);
+	}
+}
+
+void watch_tick(struct watch *w, int socks_fd, uint64_t now)
+{
+	uint64_t key, next, *prev = NULL;
+	struct ct_sock s;
+	struct ct_record r;
+	size_t idx;
+
+	for (size_t i = 0; i < w->n; i++)
+		w->w[i].seen = w->w[i].at_least; /* existing ones are not in the map */
+	while (bpf_map_get_next_key(socks_fd, prev, &next) == 0) {
+		struct watched *e;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(socks_fd, &key, &s))
+			continue;
+		if ((s.state != TCP_CLOSE_WAIT && s.state != TCP_FIN_WAIT2) || !s.state_ts ||
+		    now < s.state_ts || now - s.state_ts < w->threshold)
+			continue;
+		e = find_conn(w, s.conn_id, &idx);
+		if (!e) {
+			e = add(w);
+			if (!e)
+				return;
+			e->conn_id = s.conn_id;
+			e->since = s.state_ts;
+			e->t = s.t;
+			e->pid = s.pid;
+			memcpy(e->comm, s.comm, CT_COMM_LEN);
+			e->state = s.state;
+		}
+		e->seen = true;
+		if (!e->reported) {
+			e->reported = true;
+			fill(&r, e, CT_REC_WATCH, now);
+			w->emit(w->ctx, &r);
+		}
+	}
+	for (size_t i = 0; i < w->n; i++) {
+		struct watched *e = &w->w[i];
+
+		if (e->at_least && !e->reported && now - e->since >= w->threshold) {
+			e->reported = true;
+			fill(&r, e, CT_REC_WATCH, now);
+			w->emit(w->ctx, &r);
+		}
+	}
+	/* gone from the map without a close record we saw: forget them */
+	for (size_t i = 0; i < w->n;) {
+		if (!w->w[i].seen)
+			drop(w, i);
+		else
+			i++;
+	}
+	if (now >= w->next_count) {
+		count_per_process(w, now);
+		w->next_count = now + (w->threshold > COUNT_EVERY_MIN_NS ? w->threshold : COUNT_EVERY_MIN_NS);
+	}
+}
+
+static bool same_conn(const struct watched *e, const struct ct_record *r)
+{
+	return e->t.netns == r->netns && e->t.lport == r->lport && e->t.rport == r->rport &&
+	       !memcmp(e->t.laddr, r->laddr, 16) && !memcmp(e->t.raddr, r->raddr, 16);
+}
+
+void watch_record(struct watch *w, const struct ct_record *r)
+{
+	struct ct_record out;
+
+	if (r->kind != CT_REC_CLOSE)
+		return;
+	for (size_t i = 0; i < w->n; i++) {
+		struct watched *e = &w->w[i];
+
+		if (e->conn_id ? e->conn_id != r->conn_id : !same_conn(e, r))
+			continue;
+		if (e->reported) {
+			fill(&out, e, CT_REC_WATCH, r->ts_ns);
+			out.flags |= CT_F_WATCH_CLOSED;
+			w->emit(w->ctx, &out);
+		}
+		drop(w, i);
+		return;
+	}
+}

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * --watch: sockets left in CLOSE_WAIT (the application has not closed
+ * after the peer did: a leak when it lasts) or FIN_WAIT2 (waiting on a peer
+ * that never closes) for longer than a threshold.  Reported once when they
+ * cross it and once when they finally close, with a periodic count per
+ * process.  Reports are records (CT_REC_WATCH, CT_REC_WATCH_COUNT).
+ */
+#ifndef CT_WATCH_H
+#define CT_WATCH_H
+
+#include <stdint.h>
+#include "closetrace.h"
+#include "explain.h"
+
+struct watch;
+
+struct watch *watch_new(uint64_t threshold_ns, uint64_t now_ns, explain_emit_fn emit, void *ctx);
+void watch_free(struct watch *w);
+
+/*
+ * Sockets already waiting when tracing began (from sock_diag): their age
+ * is only known to be at least the time since then.
+ */
+void watch_add_existing(struct watch *w, const struct ct_tuple *t, uint8_t state, uint32_t pid,
+			const char *comm);
+
+/* look at the kernel side's socket map (fd) now; call about once a second */
+void watch_tick(struct watch *w, int socks_fd, uint64_t now_ns);
+
+/* every record goes past: a close of a watched socket ends its watch */
+void watch_record(struct watch *w, const struct ct_record *r);
+
+#endif
