@@ -4,6 +4,7 @@
  * and the ring buffer loop.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include "closetrace.h"
 #include "closetrace.skel.h"
 #include "explain.h"
+#include "why_busy.h"
 #include "options.h"
 #include "output.h"
 #include "pipeline.h"
@@ -298,6 +300,67 @@ static void read_stats(struct closetrace_bpf *skel, struct ct_stats *s)
 	s->records = st[CT_STAT_RECORDS];
 }
 
+/* closetrace why-busy PORT [--json] [--netns-pid PID]: who holds a port, without tracing */
+static int why_busy_main(int argc, char **argv)
+{
+	const char *port_arg = NULL;
+	uint16_t port;
+	bool json = false;
+	char *end, path[64];
+	long v, nspid = 0;
+	struct why_busy wb = {};
+	int nsfd = -1, err;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			json = true;
+		} else if (!strcmp(argv[i], "--netns-pid") && i + 1 < argc) {
+			nspid = strtol(argv[++i], &end, 10);
+			if (*end || nspid <= 0) {
+				die("why-busy: invalid --netns-pid '%s'", argv[i]);
+				return 2;
+			}
+		} else if (argv[i][0] != '-' && !port_arg) {
+			port_arg = argv[i];
+		} else {
+			die("usage: closetrace why-busy PORT [--json] [--netns-pid PID]");
+			return 2;
+		}
+	}
+	if (!port_arg) {
+		die("usage: closetrace why-busy PORT [--json] [--netns-pid PID]");
+		return 2;
+	}
+	v = strtol(port_arg, &end, 10);
+	if (*end || v < 1 || v > 65535) {
+		die("why-busy: invalid port '%s' (1-65535)", port_arg);
+		return 2;
+	}
+	port = (uint16_t)v;
+	if (nspid) {
+		snprintf(path, sizeof(path), "/proc/%ld/ns/net", nspid);
+		nsfd = open(path, O_RDONLY | O_CLOEXEC);
+		if (nsfd < 0) {
+			die("why-busy: %s: %s", path, strerror(errno));
+			return 1;
+		}
+	}
+	err = why_busy_collect(port, nsfd, 0, &wb);
+	if (nsfd >= 0)
+		close(nsfd);
+	if (err) {
+		die("why-busy: asking the kernel (sock_diag) failed: %s", strerror(-err));
+		return 1;
+	}
+	if (json) {
+		why_busy_write_json(&wb, NULL, stdout);
+		putchar('\n');
+	} else
+		why_busy_write_text(&wb, stdout);
+	why_busy_free(&wb);
+	return fflush(stdout) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct closetrace_bpf *skel = NULL;
@@ -309,6 +372,8 @@ int main(int argc, char **argv)
 	uint64_t start, deadline = 0, pid_gone_at = 0, next_flush, next_summary = 0, next_watch = 0;
 	int err, pidfd = -1;
 
+	if (argc > 1 && !strcmp(argv[1], "why-busy"))
+		return why_busy_main(argc - 1, argv + 1);
 	err = options_parse(argc, argv, &opts);
 	if (err)
 		return err < 0 ? 2 : 0;
