@@ -755,6 +755,157 @@ def t_fuzz_regressions():
     check(p.returncode == 0, "a regression input fails:\n%s" % p.stderr[-2000:])
 
 
+# ---------------------------------------------------------------- how and why
+
+
+def t_methods_basic():
+    with Netns("methods") as ns, traced(ns) as tr:
+        a = scenario(ns, "client-first")
+        b = scenario(ns, "linger0", "--port", "7002")
+        c = scenario(ns, "unread", "--port", "7003")
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 6, 10, "six closes")
+        ca = one(closes(recs, lport=a["client_port"]), "client close")
+        sa = one(closes(recs, rport=a["client_port"]), "server close")
+        check(ca["method"] == "close", "client method %s" % ca["method"])
+        check(sa["method"] == "fin" and sa["app_method"] == "close", "server %s" % sa)
+        check(sa["app_close_ns"] == sa["states"]["CLOSE_WAIT"], "app_close_ns")
+        cb = one(closes(recs, lport=b["client_port"]), "linger0 close")
+        check(cb["method"] == "linger-reset", "linger0 method %s" % cb["method"])
+        check(one(closes(recs, rport=b["client_port"]), "peer")["method"] == "rst", "peer of linger0")
+        cc = one(closes(recs, lport=c["client_port"]), "unread close")
+        check(cc["method"] == "unread-data-reset", "unread method %s" % cc["method"])
+        tr.stop()
+
+
+def t_method_shutdown():
+    with Netns("shut") as ns, traced(ns) as tr:
+        s = scenario(ns, "shutdown")
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 2, 10, "two closes")
+        c = one(closes(recs, lport=s["client_port"]), "client close")
+        check(c["method"] == "shutdown" and c["initiator"] == "local", "client %s" % c)
+        check(c["pid"] == s["client_pid"], "pid %s" % c["pid"])
+        tr.stop()
+
+
+def t_method_exit_and_kill():
+    with Netns("exit") as ns, traced(ns) as tr:
+        k = scenario(ns, "killed", "--signal", "9")
+        e = scenario(ns, "exit", "--port", "7002")
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 4, 10, "four closes")
+        ck = one(closes(recs, lport=k["client_port"]), "killed close")
+        check(ck["method"] == "exit" and ck.get("exit_signal") == 9, "killed: %s" % ck)
+        check(ck["pid"] == k["killed_pid"], "killed pid %s" % ck["pid"])
+        ce = one(closes(recs, lport=e["client_port"]), "exit close")
+        check(ce["method"] == "exit" and ce.get("exit_signal") == 0, "exit: %s" % ce)
+        tr.stop()
+
+
+def t_method_linger_wait():
+    with Netns("lwait") as ns, traced(ns) as tr:
+        a = scenario(ns, "linger-wait", "--linger", "1", "--peer-acks")
+        b = scenario(ns, "linger-wait", "--linger", "1", "--peer-silent", "--port", "7002")
+        recs = tr.wait_for(lambda r: len(closes(r, lport=a["client_port"])) == 1 and
+                           len(closes(r, lport=b["client_port"])) == 1, 40, "the lingering closes")
+        ca = one(closes(recs, lport=a["client_port"]), "acked close")
+        check(ca["method"] == "linger-wait" and ca["linger"] == "acked", "acked: %s" % ca)
+        check(ca["linger_ns"] == 1000000000, "linger_ns %s" % ca["linger_ns"])
+        cb = one(closes(recs, lport=b["client_port"]), "silent close")
+        check(cb["method"] == "linger-wait" and cb["linger"] == "timeout", "silent: %s" % cb)
+        tr.stop()
+
+
+def t_close_deferred_inherited():
+    with Netns("inherit") as ns, traced(ns) as tr:
+        s = scenario(ns, "inherit", "--hold-ms", "1500")
+        recs = tr.wait_for(lambda r: len([x for x in r if x["event"] == "close-deferred"]) >= 2 and
+                           len(closes(r, lport=s["conn_lport"], rport=s["conn_rport"])) == 1,
+                           15, "two deferred closes and the child's real close")
+        deferred = [x for x in recs if x["event"] == "close-deferred"]
+        states = sorted(d["state"] for d in deferred)
+        check(states == ["ESTABLISHED", "LISTEN"], "deferred states %s" % states)
+        for d in deferred:
+            check(d["pid"] == s["parent_pid"], "closer %s != parent %s" % (d["pid"], s["parent_pid"]))
+            check(d["refs_left"] >= 1, "refs_left %s" % d["refs_left"])
+        holders = [x for x in recs if x["event"] == "holder"]
+        check(holders and all(h["pid"] == s["child_pid"] for h in holders),
+              "holders %s, child %s" % ([(h["pid"], h["comm"]) for h in holders], s["child_pid"]))
+        real = one(closes(recs, lport=s["conn_lport"], rport=s["conn_rport"]), "the real close")
+        check(real["pid"] == s["child_pid"] and real["method"] == "exit",
+              "real close by %s (%s), want the child %s" % (real["pid"], real["method"], s["child_pid"]))
+        tr.stop()
+
+
+def t_bind_conflict_timewait():
+    with Netns("restart") as ns, traced(ns) as tr:
+        s = scenario(ns, "restart", "--port", "7005")
+        check(s["bind_errno"] == 98 and s["reuseaddr_ok"], "scenario %s" % s)
+        recs = tr.wait_for(lambda r: any(x["event"] == "bind-conflict" for x in r) and
+                           any(x["event"] == "port-user" for x in r), 10, "the bind conflict")
+        bc = [x for x in recs if x["event"] == "bind-conflict"][0]
+        check(bc["pid"] == s["second_server_pid"] and bc["syscall"] == "bind", "conflict %s" % bc)
+        check(bc["lport"] == 7005, "port %s" % bc["lport"])
+        tw = [x for x in recs if x["event"] == "port-user" and x["state"] == "TIME_WAIT"]
+        check(tw and tw[0]["count"] == 3, "TIME_WAIT users %s" % tw)
+        check(0 < tw[0]["last_expires_ns"] <= 60e9, "expiry %s" % tw[0])
+        tr.stop()
+        # why-busy says the same without tracing
+        p = run(ns.cmd([Ctx.bin("closetrace"), "why-busy", "7005", "--json"]))
+        wb = json.loads(p.stdout)
+        check(wb["timewait"]["count"] == 3 or wb["counts"]["listen"] == 1, "why-busy %s" % wb)
+
+
+def t_bind_conflict_held_port():
+    with Netns("held") as ns, traced(ns) as tr:
+        s = scenario(ns, "held-port", "--port", "7006", "--hold-ms", "3000")
+        recs = tr.wait_for(lambda r: any(x["event"] == "port-user" and x["state"] == "LISTEN"
+                                         for x in r), 10, "the listener holding the port")
+        bc = [x for x in recs if x["event"] == "bind-conflict"][0]
+        check(bc["pid"] == s["binder_pid"], "conflict by %s, binder %s" % (bc["pid"], s["binder_pid"]))
+        pu = [x for x in recs if x["event"] == "port-user" and x["state"] == "LISTEN"][0]
+        check(pu["pid"] == s["holder_pid"], "holder %s, want %s" % (pu["pid"], s["holder_pid"]))
+        tr.stop()
+
+
+def t_why_busy_errors():
+    for args, rc in ((["why-busy"], 2), (["why-busy", "70000"], 2), (["why-busy", "x"], 2),
+                     (["why-busy", "80", "--bogus"], 2)):
+        p = run([Ctx.bin("closetrace")] + args, check_rc=False)
+        check(p.returncode == rc and len(p.stderr.strip().splitlines()) == 1,
+              "%s: %d %r" % (args, p.returncode, p.stderr))
+    with Netns("whyfree") as ns:
+        p = run(ns.cmd([Ctx.bin("closetrace"), "why-busy", "7999", "--json"]))
+        check(json.loads(p.stdout)["verdict"] == "free", "a free port: %s" % p.stdout)
+
+
+def t_watch_close_wait():
+    threshold = 1.0
+    with Netns("watch") as ns, traced(ns, "--watch", str(threshold)) as tr:
+        p = subprocess.Popen(ns.cmd([Ctx.bin("ctscen"), "close-wait-leak", "--leak-ms", "6500"]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        check(p.returncode == 0, "ctscen: %s" % err)
+        s = json.loads(out.strip().splitlines()[-1])
+        recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] for x in r), 10,
+                           "the watched socket's close")
+        w = [x for x in recs if x["event"] == "watch"]
+        crossed = [x for x in w if not x["closed"]]
+        check(len(crossed) == 1, "reported %d times: %s" % (len(crossed), w))
+        c = crossed[0]
+        check(c["pid"] == s["server_pid"] and c["state"] == "CLOSE_WAIT", "watch %s" % c)
+        # within the threshold plus one second of the peer's FIN
+        late = (c["ts_ns"] - s["server_eof_ns"]) / 1e9
+        check(threshold <= late + 0.05 and late <= threshold + 1.0, "reported %.2f s after the FIN" % late)
+        closed = [x for x in w if x["closed"]][0]
+        check(abs(closed["age_ns"] / 1e9 - 6.5) < 0.5, "closed age %s" % closed["age_ns"])
+        counts = [x for x in recs if x["event"] == "watch-count"]
+        check(counts and counts[0]["pid"] == s["server_pid"], "per-process count %s" % counts)
+        tr.stop()
+
+
 
 def t_tw_reuse_check():
     # tcp_tw_reuse 0/1/2 and two delays, loopback and not: every reuse judged
@@ -776,6 +927,9 @@ INTEGRATION = [
     t_record_replay_identical, t_recorder_sigkill, t_truncated_and_corrupt_files,
     t_summary_matches_records, t_summary_live_only, t_full_disk, t_rotation,
     t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions, t_tw_reuse_check,
+    t_methods_basic, t_method_shutdown, t_method_exit_and_kill, t_method_linger_wait,
+    t_close_deferred_inherited, t_bind_conflict_timewait, t_bind_conflict_held_port,
+    t_why_busy_errors, t_watch_close_wait,
 ]
 PARALLEL = {t_timewait_expiry}
 
