@@ -212,16 +212,19 @@ static __always_inline __u64 new_conn_id(void)
  * The 4-tuple and namespace of a full, timewait or request socket (all
  * start with struct sock_common).
  */
-static __always_inline void read_tuple(const struct sock_common *skc, struct ct_tuple *t)
+static __always_inline void read_tuple(const struct sock_common *skc, struct ct_tuple *t, int direct)
 {
 	__builtin_memset(t, 0, sizeof(*t));
-	t->family = BPF_CORE_READ(skc, skc_family);
-	t->lport = BPF_CORE_READ(skc, skc_num);
-	t->rport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
-	t->netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
+	t->family = RD(direct, skc, skc_family);
+	t->lport = RD(direct, skc, skc_num);
+	t->rport = bpf_ntohs(RD(direct, skc, skc_dport));
+	t->netns = RD(direct, RD(direct, skc, skc_net.net), ns.inum);
 	if (t->family == AF_INET) {
-		bpf_core_read(t->laddr, 4, &skc->skc_rcv_saddr);
-		bpf_core_read(t->raddr, 4, &skc->skc_daddr);
+		*(__u32 *)t->laddr = RD(direct, skc, skc_rcv_saddr);
+		*(__u32 *)t->raddr = RD(direct, skc, skc_daddr);
+	} else if (direct) {
+		__builtin_memcpy(t->laddr, &skc->skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(t->raddr, &skc->skc_v6_daddr, 16);
 	} else {
 		bpf_core_read(t->laddr, 16, &skc->skc_v6_rcv_saddr);
 		bpf_core_read(t->raddr, 16, &skc->skc_v6_daddr);
@@ -233,15 +236,16 @@ static __always_inline void read_tuple(const struct sock_common *skc, struct ct_
  * inet_put_port() clears inet_num before inet_sk_state_store() fires the
  * tracepoint for CLOSE, so the local port comes from inet_sport.
  */
-static __always_inline __u16 sk_lport(struct sock *sk)
+static __always_inline __u16 sk_lport(struct sock *sk, int direct)
 {
+	/* struct inet_sock around struct sock: a cast the verifier cannot follow */
 	return bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 }
 
-static __always_inline void read_sk_tuple(struct sock *sk, struct ct_tuple *t)
+static __always_inline void read_sk_tuple(struct sock *sk, struct ct_tuple *t, int direct)
 {
-	read_tuple(&sk->__sk_common, t);
-	t->lport = sk_lport(sk);
+	read_tuple(&sk->__sk_common, t, direct);
+	t->lport = sk_lport(sk, direct);
 }
 
 static __always_inline int tuple_eq(const struct ct_tuple *a, const struct ct_tuple *b)
@@ -453,9 +457,9 @@ static __always_inline void emit_connect_fail(struct ct_sock *si, const struct c
 }
 
 /* Owner of a socket first seen mid-life: the -p process if it held it at start-up. */
-static __always_inline void owner_from_inode(struct sock *sk, struct ct_sock *si)
+static __always_inline void owner_from_inode(struct sock *sk, struct ct_sock *si, int direct)
 {
-	__u64 ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	__u64 ino = RD(direct, RD(direct, RD(direct, RD(direct, sk, sk_socket), file), f_inode), i_ino);
 	__u32 *pid;
 
 	if (!ino)
@@ -487,11 +491,11 @@ static __always_inline void finish(struct ct_sock *si, const struct ct_tuple *t,
 }
 
 /* SO_LINGER on, and its time in jiffies */
-static __always_inline int sk_linger(struct sock *sk, __u64 *ticks)
+static __always_inline int sk_linger(struct sock *sk, __u64 *ticks, int direct)
 {
-	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	unsigned long flags = RD(direct, sk, __sk_common.skc_flags);
 
-	*ticks = BPF_CORE_READ(sk, sk_lingertime);
+	*ticks = RD(direct, sk, sk_lingertime);
 	return flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_LINGER));
 }
 
@@ -513,21 +517,21 @@ static __always_inline int current_exiting(struct ct_sock *si)
  * sock_close() -> __tcp_close() runs from __fput(), after the last
  * reference to the file went; shutdown() holds a live reference.
  */
-static __always_inline __u8 app_close_method(struct sock *sk, struct ct_sock *si, __u64 now)
+static __always_inline __u8 app_close_method(struct sock *sk, struct ct_sock *si, __u64 now, int direct)
 {
-	struct socket *sock = BPF_CORE_READ(sk, sk_socket);
-	struct file *file = sock ? BPF_CORE_READ(sock, file) : NULL;
+	struct socket *sock = RD(direct, sk, sk_socket);
+	struct file *file = sock ? RD(direct, sock, file) : NULL;
 	__u64 ticks;
 
 	if (file) {
-		si->ino = BPF_CORE_READ(file, f_inode, i_ino);
+		si->ino = RD(direct, RD(direct, file, f_inode), i_ino);
 		if (file_refs(file) > 0)
 			return CT_M_SHUTDOWN;
 	}
 	if (current_exiting(si))
 		return CT_M_EXIT;
 	/* tcp_close(): with SO_LINGER {1, N} close() waits in sk_stream_wait_close() */
-	if (sk_linger(sk, &ticks) && ticks) {
+	if (sk_linger(sk, &ticks, direct) && ticks) {
 		si->close_ts = now;
 		si->linger_ns = ticks * (1000000000ULL / hz);
 		return CT_M_LINGER_WAIT;
@@ -548,13 +552,13 @@ static __always_inline void settle_linger(struct ct_sock *si, int old, __u64 now
 	si->linger = now - si->close_ts <= si->linger_ns ? CT_LINGER_ACKED : CT_LINGER_TIMEOUT;
 }
 
-static __always_inline int handle_set_state(struct sock *sk, int old, int new)
+static __always_inline int handle_set_state(struct sock *sk, int old, int new, int direct)
 {
 	__u64 key = (__u64)sk, now;
 	struct ct_sock *si, zero = {};
 	struct ct_tuple t;
 
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (RD(direct, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	old &= CT_NSTATES - 1;
 	new &= CT_NSTATES - 1;
@@ -562,8 +566,8 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 	if (new == S_LISTEN || (old == S_LISTEN && new == S_CLOSE)) {
 		/* listen() runs in the owner's context: children inherit it */
 		struct listener_key lk = {
-			.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum),
-			.port = sk_lport(sk),
+			.netns = RD(direct, RD(direct, sk, __sk_common.skc_net.net), ns.inum),
+			.port = sk_lport(sk, direct),
 		};
 		struct owner o = {};
 
@@ -588,8 +592,8 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 		} else if (old == S_LISTEN && new == S_SYN_RECV) {
 			/* a passive child: owned by the listener's process */
 			struct listener_key lk = {
-				.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum),
-				.port = sk_lport(sk),
+				.netns = RD(direct, RD(direct, sk, __sk_common.skc_net.net), ns.inum),
+				.port = sk_lport(sk, direct),
 			};
 			struct owner *o = bpf_map_lookup_elem(&listeners, &lk);
 
@@ -605,7 +609,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 			if (old != S_ESTABLISHED && old != S_SYN_SENT && old != S_SYN_RECV)
 				zero.initiator = CT_INIT_UNKNOWN;
 			if (filter_pid)
-				owner_from_inode(sk, &zero);
+				owner_from_inode(sk, &zero, direct);
 		}
 		if (bpf_map_update_elem(&socks, &key, &zero, BPF_NOEXIST)) {
 			stat_inc(CT_STAT_SOCKS_FULL);
@@ -635,7 +639,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 		bpf_map_update_elem(&connecting, &id, &key, BPF_ANY);
 	} else if (((old == S_ESTABLISHED || old == S_SYN_RECV) && new == S_FIN_WAIT1) ||
 		   (old == S_CLOSE_WAIT && new == S_LAST_ACK)) {
-		__u8 m = app_close_method(sk, si, now);
+		__u8 m = app_close_method(sk, si, now, direct);
 
 		set_owner_current(&si->pid, si->comm);
 		if (new == S_LAST_ACK)
@@ -648,7 +652,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 	settle_linger(si, old, now);
 	si->state = new;
 	if (watch_tuples && (new == S_CLOSE_WAIT || new == S_FIN_WAIT2))
-		read_sk_tuple(sk, &si->t);
+		read_sk_tuple(sk, &si->t, direct);
 
 	if (si->initiator == CT_INIT_NONE) {
 		if (new == S_FIN_WAIT1)
@@ -664,17 +668,17 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 
 	if (new != S_CLOSE) {
 		if (emit_states) {
-			read_sk_tuple(sk, &t);
+			read_sk_tuple(sk, &t, direct);
 			emit_state(si, &t, old, new);
 		}
 		return 0;
 	}
 
 	/* CLOSE: the full socket is done */
-	read_sk_tuple(sk, &t);
+	read_sk_tuple(sk, &t, direct);
 	{
 		__u64 *twp = bpf_map_lookup_elem(&tw_birth, &t);
-		int err = BPF_CORE_READ(sk, sk_err);
+		int err = RD(direct, sk, sk_err);
 
 		if (si->initiator == CT_INIT_NONE && err == ETIMEDOUT)
 			si->initiator = CT_INIT_TIMEOUT;
@@ -755,7 +759,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new)
 }
 
 /* tcp_destroy_sock: the socket is freed; settle a pending close */
-static __always_inline int handle_destroy(struct sock *sk)
+static __always_inline int handle_destroy(struct sock *sk, int direct)
 {
 	__u64 key = (__u64)sk;
 	struct ct_sock *si = bpf_map_lookup_elem(&socks, &key);
@@ -766,7 +770,7 @@ static __always_inline int handle_destroy(struct sock *sk)
 	if (si->close_pending) {
 		if (si->close_pending == S_FIN_WAIT2 && !(si->flags & CT_F_RST_SENT))
 			si->flags |= CT_F_TW_NOT_CREATED;
-		read_sk_tuple(sk, &t);
+		read_sk_tuple(sk, &t, direct);
 		finish(si, &t, key);
 		return 0;
 	}
@@ -780,7 +784,7 @@ static __always_inline int handle_destroy(struct sock *sk)
  * data: SK_RST_REASON_TCP_ABORT_ON_CLOSE) or tcp_disconnect() (SO_LINGER
  * {1, 0}: SK_RST_REASON_TCP_STATE).  __tcp_close() checks unread data first.
  */
-static __always_inline int handle_reset(struct sock *sk, int sent, int reason)
+static __always_inline int handle_reset(struct sock *sk, int sent, int reason, int direct)
 {
 	__u64 key = (__u64)sk, ticks;
 	struct ct_sock *si;
@@ -804,18 +808,18 @@ static __always_inline int handle_reset(struct sock *sk, int sent, int reason)
 							  SK_RST_REASON_TCP_ABORT_ON_CLOSE) ?
 				    CT_M_UNREAD_RESET : CT_M_LINGER_RESET;
 		else
-			m = sk_linger(sk, &ticks) && !ticks ? CT_M_LINGER_RESET : CT_M_UNREAD_RESET;
+			m = sk_linger(sk, &ticks, direct) && !ticks ? CT_M_LINGER_RESET : CT_M_UNREAD_RESET;
 		if (si->close_pending == S_CLOSE_WAIT)
 			si->app_method = m;
 		else if (si->method == CT_M_NONE)
 			si->method = m;
-		read_sk_tuple(sk, &t);
+		read_sk_tuple(sk, &t, direct);
 		finish(si, &t, key);
 	}
 	return 0;
 }
 
-static __always_inline int handle_error_report(const struct sock *sk)
+static __always_inline int handle_error_report(const struct sock *sk, int direct)
 {
 	__u64 key = (__u64)sk;
 	struct ct_sock *si = bpf_map_lookup_elem(&socks, &key);
@@ -823,7 +827,7 @@ static __always_inline int handle_error_report(const struct sock *sk)
 
 	if (!si || si->initiator != CT_INIT_NONE)
 		return 0;
-	err = BPF_CORE_READ(sk, sk_err);
+	err = RD(direct, sk, sk_err);
 	if (err == ETIMEDOUT)
 		si->initiator = CT_INIT_TIMEOUT;
 	else if (err == ECONNRESET)
@@ -944,7 +948,7 @@ static __always_inline int settle_pending(struct timer_list *timer, __u64 fn, in
 	if (fn == tw_timer_fn && (__u64)timer_tw(timer) == p->tw) {
 		struct ct_tuple t;
 
-		read_tuple(&timer_tw(timer)->__tw_common, &t);
+		read_tuple(&timer_tw(timer)->__tw_common, &t, 0);
 		if (tuple_eq(&t, &p->t)) {
 			p->tw = 0; /* re-armed or expiring: not killed */
 			__sync_fetch_and_add(&pending_cancels, -1);
@@ -961,7 +965,7 @@ static __always_inline int settle_pending(struct timer_list *timer, __u64 fn, in
 				bpf_core_field_offset(struct request_sock, rsk_timer));
 		struct ct_tuple t;
 
-		read_tuple(&req->__req_common, &t);
+		read_tuple(&req->__req_common, &t, 0);
 		if (tuple_eq(&t, &p->t))
 			end = CT_TW_SYN;
 	}
@@ -1001,7 +1005,7 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 		stat_inc(CT_STAT_TW_FULL);
 		return 0;
 	}
-	read_tuple(&tw->__tw_common, &t);
+	read_tuple(&tw->__tw_common, &t, 0);
 	bpf_map_update_elem(&tw_birth, &t, &key, BPF_ANY);
 	return 0;
 }
@@ -1021,7 +1025,7 @@ static __always_inline int handle_timer_expire(struct timer_list *timer, __u64 f
 	ti = bpf_map_lookup_elem(&tws, &key);
 	if (!ti)
 		return 0;
-	read_tuple(&tw->__tw_common, &t);
+	read_tuple(&tw->__tw_common, &t, 0);
 	/* tw_timer_handler(): a substate still FIN_WAIT2 means no FIN came */
 	emit_tw_end(tw, ti, &t,
 		    BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2 ? CT_TW_FIN_WAIT2_TIMEOUT :
@@ -1046,7 +1050,7 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 	ti = bpf_map_lookup_elem(&tws, &key);
 	if (!ti)
 		return 0;
-	read_tuple(&tw->__tw_common, &t);
+	read_tuple(&tw->__tw_common, &t, 0);
 
 	/* cleanup_net() -> inet_twsk_purge(): the namespace is going away */
 	if (netns_dying(BPF_CORE_READ(tw, __tw_common.skc_net.net))) {
@@ -1064,7 +1068,7 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 		struct sock *sk = (void *)*csk;
 		struct ct_tuple ct;
 
-		read_sk_tuple(sk, &ct);
+		read_sk_tuple(sk, &ct, 0);
 		if (BPF_CORE_READ(sk, __sk_common.skc_state) == S_SYN_SENT && tuple_eq(&ct, &t)) {
 			emit_tw_end(tw, ti, &t, CT_TW_REUSED, sk);
 			return 0;
@@ -1160,7 +1164,7 @@ int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 	refs = file_refs(f);
 	if (refs <= 1)
 		return 0;
-	read_sk_tuple(sk, &t);
+	read_sk_tuple(sk, &t, 0);
 	r = syscall_record(CT_REC_CLOSE_DEFERRED, sk, f, fd, &t, &ring);
 	if (!r)
 		return 0;
@@ -1215,7 +1219,7 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	sk = file_tcp_sock(f);
 	if (!sk)
 		return 0;
-	read_sk_tuple(sk, &t);
+	read_sk_tuple(sk, &t, 0);
 	/* the address asked for: the arguments are still in the saved registers */
 	if (which == CT_SYS_BIND)
 		user_sockaddr((void *)PT_REGS_PARM2_CORE(regs), &t, 1);
@@ -1234,7 +1238,7 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_set_state_btf, struct sock *sk, int old, int new)
 {
-	return handle_set_state(sk, old, new);
+	return handle_set_state(sk, old, new, 1);
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
@@ -1242,19 +1246,19 @@ int handle_set_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
-	return handle_set_state((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
+	return handle_set_state((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate, 0);
 }
 
 SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(handle_destroy_btf, struct sock *sk)
 {
-	return handle_destroy(sk);
+	return handle_destroy(sk, 1);
 }
 
 SEC("tracepoint/tcp/tcp_destroy_sock")
 int handle_destroy_tp(struct trace_event_raw_tcp_event_sk *ctx)
 {
-	return handle_destroy((struct sock *)ctx->skaddr);
+	return handle_destroy((struct sock *)ctx->skaddr, 0);
 }
 
 SEC("tp_btf/tcp_send_reset")
@@ -1263,32 +1267,32 @@ int handle_send_reset_btf(__u64 *ctx)
 	/* the reason argument exists from Linux 6.10 (enum sk_rst_reason) */
 	int reason = bpf_core_type_exists(enum sk_rst_reason) ? (int)ctx[2] : -1;
 
-	return handle_reset((struct sock *)ctx[0], 1, reason);
+	return handle_reset((struct sock *)ctx[0], 1, reason, 1);
 }
 
 SEC("tracepoint/tcp/tcp_send_reset")
 int handle_send_reset_tp(void *ctx)
 {
-	return handle_reset((struct sock *)send_reset_ctx_sk(ctx), 1, send_reset_ctx_reason(ctx));
+	return handle_reset((struct sock *)send_reset_ctx_sk(ctx), 1, send_reset_ctx_reason(ctx), 0);
 }
 
 SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(handle_receive_reset_btf, struct sock *sk)
 {
-	return handle_reset(sk, 0, -1);
+	return handle_reset(sk, 0, -1, 1);
 }
 
 SEC("tracepoint/tcp/tcp_receive_reset")
 int handle_receive_reset_tp(struct trace_event_raw_tcp_event_sk *ctx)
 {
-	return handle_reset((struct sock *)ctx->skaddr, 0, -1);
+	return handle_reset((struct sock *)ctx->skaddr, 0, -1, 0);
 }
 
 /* classic inet_sk_error_report carries no socket address: BTF only */
 SEC("tp_btf/inet_sk_error_report")
 int BPF_PROG(handle_error_report_btf, const struct sock *sk)
 {
-	return handle_error_report(sk);
+	return handle_error_report(sk, 1);
 }
 
 SEC("tp_btf/timer_start")

@@ -9,6 +9,19 @@
 #include <bpf/bpf_core_read.h>
 
 /*
+ * Read a field of a kernel object: a direct load where the verifier knows
+ * the pointer's BTF type (tp_btf arguments and pointers read from them: the
+ * load becomes a fault-safe PROBE_MEM load), a CO-RE probe read helper call
+ * otherwise (classic tracepoints, pointers from maps).  direct is a
+ * constant at every call site, so each program keeps one of the two.
+ */
+#define RD(direct, p, field)                                                    \
+	({                                                                      \
+		typeof(p) ___p = (p);                                           \
+		(direct) ? ___p->field : BPF_CORE_READ(___p, field);            \
+	})
+
+/*
  * The network namespace's reference count.  Linux 6.18 renamed
  * ns_common.count to __ns_ref; both are refcount_t.  It is zero while
  * cleanup_net() tears the namespace down, which is when inet_twsk_purge()
