@@ -119,3 +119,4 @@ fuzz: $(OUTPUT)/fuzz_reader
 	$(Q)mkdir -p $(OUTPUT)/fuzz-corpus
 	$(Q)$(OUTPUT)/fuzz_reader -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
 		-artifact_prefix=$(OUTPUT)/ $(OUTPUT)/fuzz-corpus $(FUZZ_CORPUS)
+include tests/bench/bench.mk

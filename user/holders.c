@@ -306,7 +306,8 @@ int holders_find_limited(const uint64_t *inodes, int n_inodes, int max_results,
 		holder_scan_free(out);
 		return err;
 	}
-	qsort(out->h, out->n, sizeof(*out->h), cmp_holder);
+	if (out->n > 1)
+		qsort(out->h, out->n, sizeof(*out->h), cmp_holder);
 	return 0;
 }
 

@@ -59,6 +59,8 @@ struct recorder {
 	unsigned int n;
 	unsigned char *zbuf;
 	size_t zcap;
+	z_stream z;
+	bool z_ready;
 };
 
 static int write_all(int fd, const void *p, size_t len)
@@ -116,6 +118,16 @@ int recorder__open(const struct recorder_opts *o, struct recorder **out)
 		recorder__close(r);
 		return -ENOMEM;
 	}
+	/*
+	 * Raw deflate (no zlib header or adler32: each block has its own
+	 * CRC) with the run-length strategy: records are mostly zero bytes,
+	 * and the recorder must keep up with the ring buffer.
+	 */
+	if (deflateInit2(&r->z, 1, Z_DEFLATED, -15, 8, Z_RLE) != Z_OK) {
+		recorder__close(r);
+		return -ENOMEM;
+	}
+	r->z_ready = true;
 	err = open_output(r);
 	if (err) {
 		recorder__close(r);
@@ -181,12 +193,18 @@ static int write_block(struct recorder *r, uint32_t type, const void *raw, uint3
 {
 	struct ct_block_header bh = { .magic = CT_BLOCK_MAGIC, .type = type, .raw_len = raw_len,
 				      .count = count };
-	uLongf zlen = r->zcap;
+	uLongf zlen;
 	int err;
 
-	/* level 1: the recorder must keep up with the ring buffer */
-	if (compress2(r->zbuf, &zlen, raw, raw_len, 1) != Z_OK)
+	if (deflateReset(&r->z) != Z_OK)
 		return -ENOMEM;
+	r->z.next_in = (Bytef *)raw;
+	r->z.avail_in = raw_len;
+	r->z.next_out = r->zbuf;
+	r->z.avail_out = r->zcap;
+	if (deflate(&r->z, Z_FINISH) != Z_STREAM_END)
+		return -ENOMEM;
+	zlen = r->zcap - r->z.avail_out;
 	bh.comp_len = zlen;
 	bh.crc = crc32(0, r->zbuf, zlen);
 	err = write_all(r->fd, &bh, sizeof(bh));
@@ -238,6 +256,8 @@ int recorder__close(struct recorder *r)
 		return 0;
 	if (r->fd >= 0 && r->fd != STDOUT_FILENO && close(r->fd))
 		err = -errno;
+	if (r->z_ready)
+		deflateEnd(&r->z);
 	free(r->zbuf);
 	free(r->path);
 	free(r);
@@ -367,6 +387,21 @@ uint64_t trace_reader__records(const struct trace_reader *rd)
 	return rd->records;
 }
 
+/* inflate a raw deflate block of exactly raw_len bytes; 0 on success */
+static int inflate_raw(struct trace_reader *rd, uint32_t comp_len, uint32_t raw_len, uLongf *out)
+{
+	z_stream z = { .next_in = rd->comp, .avail_in = comp_len,
+		       .next_out = rd->raw, .avail_out = raw_len };
+	int ret;
+
+	if (inflateInit2(&z, -15) != Z_OK)
+		return -1;
+	ret = inflate(&z, Z_FINISH);
+	*out = raw_len - z.avail_out;
+	inflateEnd(&z);
+	return ret == Z_STREAM_END && z.avail_in == 0 && *out == raw_len ? 0 : -1;
+}
+
 /* read the next block; READ_OK when records are ready */
 static enum reader_status read_block(struct trace_reader *rd)
 {
@@ -390,8 +425,7 @@ static enum reader_status read_block(struct trace_reader *rd)
 		return ferror(rd->f) ? READ_IO_ERROR : READ_TRUNCATED;
 	if (crc32(0, rd->comp, bh.comp_len) != bh.crc)
 		return READ_CORRUPT;
-	raw_len = bh.raw_len;
-	if (uncompress(rd->raw, &raw_len, rd->comp, bh.comp_len) != Z_OK || raw_len != bh.raw_len)
+	if (inflate_raw(rd, bh.comp_len, bh.raw_len, &raw_len))
 		return READ_CORRUPT;
 	switch (bh.type) {
 	case CT_BLOCK_RECORDS:

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * floor: load and attach tests/bench/floor.bpf.c (the hooks closetrace uses,
+ * with empty programs), say "Tracing" on stderr, and wait for SIGINT/SIGTERM.
+ * Usage: floor [-d SECONDS]
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/libbpf.h>
+#include "floor.skel.h"
+
+static volatile sig_atomic_t exiting;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	exiting = 1;
+}
+
+static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+int main(int argc, char **argv)
+{
+	struct floor_bpf *skel;
+	struct sigaction sa;
+	sigset_t block, old;
+	long seconds = 0;
+	int err, opt;
+
+	while ((opt = getopt(argc, argv, "d:h")) != -1) {
+		switch (opt) {
+		case 'd':
+			seconds = strtol(optarg, NULL, 10);
+			if (seconds <= 0) {
+				fprintf(stderr, "floor: -d wants a positive number of seconds\n");
+				return 2;
+			}
+			break;
+		case 'h':
+			printf("usage: floor [-d SECONDS]\n");
+			return 0;
+		default:
+			fprintf(stderr, "usage: floor [-d SECONDS]\n");
+			return 2;
+		}
+	}
+	libbpf_set_print(quiet_print);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGALRM, &sa, NULL);
+	/* signals are taken only inside sigsuspend: no lost wake-up */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGALRM);
+	sigprocmask(SIG_BLOCK, &block, &old);
+
+	skel = floor_bpf__open_and_load();
+	if (!skel) {
+		fprintf(stderr, "floor: failed to load BPF object: %s\n", strerror(errno));
+		return 1;
+	}
+	err = floor_bpf__attach(skel);
+	if (err) {
+		fprintf(stderr, "floor: failed to attach: %s\n", strerror(-err));
+		floor_bpf__destroy(skel);
+		return 1;
+	}
+	fprintf(stderr, "Tracing (floor: empty programs). Hit Ctrl-C to end.\n");
+	if (seconds)
+		alarm((unsigned int)seconds);
+	while (!exiting)
+		sigsuspend(&old);
+	floor_bpf__destroy(skel);
+	return 0;
+}
