@@ -380,8 +380,14 @@ static __always_inline void record_submit(struct ct_record *r, int ring)
 		account(r);
 	if (!ring)
 		return;
-	/* batch wake-ups: the loader drains on a short timeout anyway */
-	if (wakeup_bytes)
+	/*
+	 * Batch wake-ups: the loader drains on a short timeout anyway.  But
+	 * wake it at once for what it must explain while the processes
+	 * involved are still there (holders of a socket, users of a port).
+	 */
+	if (r->kind == CT_REC_CLOSE_DEFERRED || r->kind == CT_REC_BIND_CONFLICT)
+		flags = BPF_RB_FORCE_WAKEUP;
+	else if (wakeup_bytes)
 		flags = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
 				BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	stat_inc(CT_STAT_RECORDS);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include "explain.h"
 #include "holders.h"
+#include "procfs.h"
 #include "sockdiag.h"
 
 #define SCAN_BUDGET_MS 200 /* a /proc scan must not stall the event loop */
@@ -69,19 +70,20 @@ void explain_bind_conflict(const struct ct_record *r, explain_emit_fn emit, void
 	struct holder_scan scan = {};
 	uint64_t inodes[MAX_PORT_USERS];
 	struct ct_record d = *r;
-	char path[64];
 	int nsfd, n_ino = 0, shown = 0;
 
-	/* the namespace of the process that failed, while it is still there */
-	snprintf(path, sizeof(path), "/proc/%u/ns/net", r->pid);
-	nsfd = open(path, O_RDONLY | O_CLOEXEC);
+	/*
+	 * Ask in the namespace of the failure: through the failing process if
+	 * it is still there, else any other way into that namespace.
+	 */
+	nsfd = netns_open(r->netns, r->pid);
+	if (nsfd < 0)
+		return;
 	if (sockdiag_port_netns(r->lport, nsfd, &rep)) {
-		if (nsfd >= 0)
-			close(nsfd);
+		close(nsfd);
 		return;
 	}
-	if (nsfd >= 0)
-		close(nsfd);
+	close(nsfd);
 	for (int i = 0; i < rep.n && n_ino < MAX_PORT_USERS; i++)
 		if (rep.socks[i].inode)
 			inodes[n_ino++] = rep.socks[i].inode;

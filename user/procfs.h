@@ -27,4 +27,12 @@ struct proc_listener {
  */
 int proc_tcp_listeners(uint32_t pid, struct proc_listener *out, int max);
 
+/*
+ * Open a network namespace by inode number (for setns() or sock_diag in
+ * it): through hint_pid if that process is in it, else a name under
+ * /var/run/netns, else the first process found in it (a bounded /proc
+ * scan).  Returns an O_RDONLY fd or -errno.
+ */
+int netns_open(uint32_t netns_ino, uint32_t hint_pid);
+
 #endif
