@@ -32,6 +32,8 @@
 
 #define POLL_MS 100
 #define WAKEUP_BYTES (256 << 10)
+/* a consumer starved of CPU for a few hundred ms at full churn still loses nothing */
+#define RINGBUF_BYTES (32 << 20)
 #define PID_EXIT_GRACE_NS 500000000ULL
 #define RECORD_FLUSH_NS 1000000000ULL /* a complete block on disk at least every second */
 #define WATCH_TICK_NS 250000000ULL    /* --watch reports within a quarter second of the threshold */
@@ -181,11 +183,18 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 		return -ENOENT;
 	}
 
-	/* hold every timewait socket the kernel may keep (per namespace), twice over */
+	/*
+	 * Hold every timewait socket the kernel may keep, twice over
+	 * (tcp_max_tw_buckets of this namespace; others may allow more:
+	 * --max-timewait, and tw_map_full counts what did not fit).
+	 */
 	tw_entries = 262144;
-	if (tw_buckets > 0 && tw_buckets * 2 > tw_entries)
+	if (o->max_timewait)
+		tw_entries = o->max_timewait;
+	else if (tw_buckets > 0 && tw_buckets * 2 > tw_entries)
 		tw_entries = tw_buckets * 2 > (1 << 24) ? (1 << 24) : (uint32_t)(tw_buckets * 2);
 	bpf_map__set_max_entries(skel->maps.tws, tw_entries);
+	bpf_map__set_max_entries(skel->maps.rb, RINGBUF_BYTES);
 	return choose_programs(skel, o->classic_tp, !o->no_syscalls);
 }
 

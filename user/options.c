@@ -27,6 +27,7 @@ enum {
 	OPT_TW_REUSE,
 	OPT_NO_SYSCALLS,
 	OPT_WATCH,
+	OPT_MAX_TIMEWAIT,
 };
 
 static const char doc[] =
@@ -77,6 +78,8 @@ static const struct argp_option option_table[] = {
 	{ NULL, 0, NULL, 0, "Run:", 4 },
 	{ "duration", 'd', "SECONDS", 0, "Stop after this many seconds", 4 },
 	{ "verbose", 'v', NULL, 0, "Print libbpf debug output", 4 },
+	{ "max-timewait", OPT_MAX_TIMEWAIT, "N", 0,
+	  "TIME_WAIT sockets tracked at once (default 2 x tcp_max_tw_buckets, at least 262144)", 4 },
 	{ "classic-tracepoints", OPT_CLASSIC_TP, NULL, 0,
 	  "Attach classic tracepoints instead of BTF ones (diagnostic)", 4 },
 	{ "version", OPT_VERSION, NULL, 0, "Print the version and exit", 4 },
@@ -268,6 +271,13 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		break;
 	case OPT_NO_SYSCALLS:
 		o->no_syscalls = true;
+		break;
+	case OPT_MAX_TIMEWAIT:
+		errno = 0;
+		v = strtol(arg, &end, 10);
+		if (errno || *end || v < 1024 || v > (1L << 24))
+			fail("invalid --max-timewait '%s' (1024-16777216)", arg);
+		o->max_timewait = (uint32_t)v;
 		break;
 	case OPT_WATCH:
 		o->watch = parse_seconds(arg);
