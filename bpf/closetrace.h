@@ -111,7 +111,6 @@ enum ct_stat {
 	CT_STAT_LOST = 0,     /* ring buffer full: record dropped */
 	CT_STAT_SOCKS_FULL,   /* per-socket map full: connection not tracked */
 	CT_STAT_TW_FULL,      /* timewait map full: TIME_WAIT not tracked */
-	CT_STAT_RECORDS,      /* records submitted */
 	CT_STAT__MAX,
 };
 

@@ -256,12 +256,16 @@ static void emit_explanation(void *ctx, const struct ct_record *r)
 	pipeline_record(ctx, r);
 }
 
+/* records taken from the ring buffer (the kernel side keeps no shared counter) */
+static uint64_t records_received;
+
 static int handle_record(void *ctx, void *data, size_t len)
 {
 	const struct ct_record *r = data;
 
 	if (len < sizeof(struct ct_record))
 		return 0;
+	records_received++;
 	pipeline_record(ctx, r);
 	if (r->kind == CT_REC_CLOSE_DEFERRED)
 		explain_close_deferred(r, emit_explanation, ctx);
@@ -306,7 +310,7 @@ static void read_stats(struct closetrace_bpf *skel, struct ct_stats *s)
 	s->lost = st[CT_STAT_LOST];
 	s->socks_full = st[CT_STAT_SOCKS_FULL];
 	s->tw_full = st[CT_STAT_TW_FULL];
-	s->records = st[CT_STAT_RECORDS];
+	s->records = records_received;
 }
 
 /* closetrace why-busy PORT [--json] [--netns-pid PID]: who holds a port, without tracing */

@@ -16,7 +16,7 @@
 #define CLOCK_EVERY 64
 
 struct scan {
-	const uint64_t *inodes;	/* sorted, unique */
+	const uint64_t *inodes; /* sorted, unique */
 	int n_inodes;
 	int max_results;
 	uint64_t max_fds;

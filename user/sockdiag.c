@@ -134,8 +134,10 @@ static ssize_t recv_part(int fd, void *buf, size_t len)
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	struct sockaddr_nl from;
 	struct msghdr msg = {
-		.msg_name = &from, .msg_namelen = sizeof(from),
-		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_name = &from,
+		.msg_namelen = sizeof(from),
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
 	};
 	ssize_t n;
 
@@ -291,7 +293,8 @@ static int parse_part(struct port_report *r, int *cap, const void *buf, ssize_t 
 static int dump_family(int fd, uint8_t family, struct port_report *r, int *cap, void *buf)
 {
 	static uint32_t seq_gen;
-	uint32_t seq = (uint32_t)getpid() ^ (__atomic_add_fetch(&seq_gen, 1, __ATOMIC_RELAXED) << 16) ^ family;
+	uint32_t seq = (uint32_t)getpid() ^
+		       (__atomic_add_fetch(&seq_gen, 1, __ATOMIC_RELAXED) << 16) ^ family;
 	ssize_t n;
 	int err;
 

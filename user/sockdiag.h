@@ -27,19 +27,20 @@
 
 struct port_socket {
 	uint8_t family;		/* AF_INET or AF_INET6 */
-	uint8_t state;		/* TCP_* (netinet/tcp.h); a timewait socket reports its tw_substate */
+	uint8_t state;		/* TCP_* (netinet/tcp.h); timewait sockets: tw_substate */
 	uint8_t timer;		/* SOCKDIAG_TIMER_* */
 	uint16_t lport, rport;	/* host order */
 	uint8_t laddr[16], raddr[16]; /* AF_INET: the first 4 bytes */
-	uint64_t inode;		/* 0: no file behind it (timewait, request, orphaned socket) */
+	uint64_t inode;		/* 0: no file (timewait, request or orphaned socket) */
 	uint32_t uid;
-	uint32_t expires_ms;	/* idiag_expires: ms until the timer fires; timewait: until the socket goes */
+	/* idiag_expires: ms until the timer fires; for a timewait socket, until it goes */
+	uint32_t expires_ms;
 };
 
 enum port_class {
 	PORT_LISTEN,
 	PORT_ESTABLISHED,
-	PORT_TIMEWAIT,	/* any timewait socket: TIME_WAIT or an orphan's FIN_WAIT2 kept as one */
+	PORT_TIMEWAIT,	/* TIME_WAIT, or an orphan's FIN_WAIT2 kept as a timewait socket */
 	PORT_OTHER,	/* bound-only, SYN_SENT, SYN_RECV, closing states, CLOSE_WAIT */
 };
 

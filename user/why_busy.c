@@ -25,7 +25,9 @@ static const char *const verdict_names[] = {
 
 const char *why_busy_verdict_name(enum why_busy_verdict v)
 {
-	return (unsigned int)v < sizeof(verdict_names) / sizeof(verdict_names[0]) ? verdict_names[v] : "?";
+	if ((unsigned int)v >= sizeof(verdict_names) / sizeof(verdict_names[0]))
+		return "?";
+	return verdict_names[v];
 }
 
 /* what stops a new socket from binding first: a listener, then a bound socket, ... */
@@ -88,7 +90,8 @@ void why_busy_free(struct why_busy *wb)
 
 /* ---- text ---- */
 
-static void format_endpoint(uint8_t family, const uint8_t *addr, uint16_t port, char *buf, size_t len)
+static void format_endpoint(uint8_t family, const uint8_t *addr, uint16_t port, char *buf,
+			    size_t len)
 {
 	char a[48];
 
@@ -153,7 +156,7 @@ static void write_owners(FILE *f, const struct why_busy *wb, const struct port_s
 		fprintf(f, " (+%d more)", n - WHY_BUSY_MAX_OWNERS);
 }
 
-/* distinct owner pids of the sockets of one class: "PID 12 (nginx)", "PIDs 12 (nginx), 13 (nginx)" */
+/* distinct owner pids of the sockets of one class: "12 (nginx)", "12 (nginx), 13 (nginx)" */
 static void write_owner_pids(FILE *f, const struct why_busy *wb, enum port_class c, bool bound_only)
 {
 	uint32_t seen[4];
@@ -245,7 +248,8 @@ static void write_summary(FILE *f, const struct why_busy *wb)
 
 	fprintf(f, "port %u: ", r->port);
 	if (wb->verdict == WHY_FREE) {
-		fputs("free: no TCP socket in this network namespace uses it as its local port\n", f);
+		fputs("free: no TCP socket in this network namespace uses it as its local port\n",
+		      f);
 		return;
 	}
 	if (!r->n_listen) {
@@ -274,7 +278,8 @@ static void write_connections_meaning(FILE *f, const struct port_report *r)
 	for (int i = 0; i < r->n; i++)
 		if (!r->socks[i].inode && port_socket_class(&r->socks[i]) != PORT_TIMEWAIT)
 			orphans++;
-	fprintf(f, "nothing listens, but %d connection%s still use%s the port as local port "
+	fprintf(f,
+		"nothing listens, but %d connection%s still use%s the port as local port "
 		"(left from an earlier listener, or outgoing connections bound to it); "
 		"a new listener gets EADDRINUSE unless it and these sockets all set SO_REUSEADDR",
 		n, n > 1 ? "s" : "", n > 1 ? "" : "s");
@@ -292,23 +297,30 @@ static void write_meaning(FILE *f, const struct why_busy *wb)
 	fputs("  meaning: ", f);
 	switch (wb->verdict) {
 	case WHY_FREE:
-		/* before Linux 6.8 sock_diag cannot show bound-only sockets (no TCPF_BOUND_INACTIVE) */
-		fputs("nothing holds the port now; an earlier EADDRINUSE came from a socket closed since, "
-		      "from another network namespace, or (before Linux 6.8) from a bound-only socket "
-		      "sock_diag cannot show\n", f);
+		/* sock_diag shows bound-only sockets since 6.8 (TCPF_BOUND_INACTIVE) */
+		fputs("nothing holds the port now; an earlier EADDRINUSE came from a socket "
+		      "closed since, from another network namespace, or (before Linux 6.8) "
+		      "from a bound-only socket sock_diag cannot show\n",
+		      f);
 		return;
 	case WHY_LISTEN:
-		/* inet_bind_conflict(): SO_REUSEADDR never shares with a listener; SO_REUSEPORT does, same uid */
+		/*
+		 * inet_bind_conflict(): SO_REUSEADDR never shares with a
+		 * listener; SO_REUSEPORT on both does, for the same uid.
+		 */
 		fputs("held by a listening socket of PID ", f);
 		write_owner_pids(f, wb, PORT_LISTEN, false);
-		fputs("; bind() to this address and port gets EADDRINUSE until that socket is closed "
-		      "(only SO_REUSEPORT on every socket, same user, lets them share it)\n", f);
+		fputs("; bind() to this address and port gets EADDRINUSE until that socket "
+		      "is closed (only SO_REUSEPORT on every socket, same user, lets them "
+		      "share it)\n",
+		      f);
 		return;
 	case WHY_BOUND:
 		fputs("a socket of PID ", f);
 		write_owner_pids(f, wb, PORT_OTHER, true);
 		fputs(" is bound to the port without listening or connecting; "
-		      "it reserves the port until it is closed\n", f);
+		      "it reserves the port until it is closed\n",
+		      f);
 		return;
 	case WHY_CONNECTIONS:
 		write_connections_meaning(f, r);
@@ -320,9 +332,12 @@ static void write_meaning(FILE *f, const struct why_busy *wb)
 		 * (inet_twsk_alloc()), and inet_bind_conflict() lets a new socket
 		 * share only when both have it.
 		 */
-		fprintf(f, "only TIME_WAIT sockets hold the port; they belong to no process (nothing to kill): "
-			"a new listener without SO_REUSEADDR gets EADDRINUSE until the TIME_WAIT sockets end "
-			"(in %s); with SO_REUSEADDR it binds now if the closed sockets had SO_REUSEADDR too\n", t);
+		fprintf(f,
+			"only TIME_WAIT sockets hold the port; they belong to no process "
+			"(nothing to kill): a new listener without SO_REUSEADDR gets EADDRINUSE "
+			"until the TIME_WAIT sockets end (in %s); with SO_REUSEADDR it binds now "
+			"if the closed sockets had SO_REUSEADDR too\n",
+			t);
 		return;
 	}
 }
@@ -343,7 +358,8 @@ static void write_socket_line(FILE *f, const struct why_busy *wb, const struct p
 	fputc('\n', f);
 }
 
-static void write_class_lines(FILE *f, const struct why_busy *wb, enum port_class c, int total, const char *what)
+static void write_class_lines(FILE *f, const struct why_busy *wb, enum port_class c, int total,
+			      const char *what)
 {
 	int shown = 0;
 
@@ -364,7 +380,8 @@ static void write_tw_line(FILE *f, const struct port_report *r)
 	if (!r->n_timewait)
 		return;
 	format_ms(r->tw_max_expires_ms, t, sizeof(t));
-	fprintf(f, "  TIME_WAIT   %d socket%s, no owner (the kernel keeps them after an active close)",
+	fprintf(f,
+		"  TIME_WAIT   %d socket%s, no owner (the kernel keeps them after an active close)",
 		r->n_timewait, r->n_timewait > 1 ? "s" : "");
 	if (r->n_tw_fin_wait2)
 		fprintf(f, ", %d of them orphaned FIN_WAIT2", r->n_tw_fin_wait2);
@@ -376,11 +393,13 @@ static void write_notes(FILE *f, const struct why_busy *wb)
 	if (wb->scan_err)
 		fprintf(f, "  note: owners not looked up: %s\n", strerror(-wb->scan_err));
 	else if (wb->scan.gave_up)
-		fprintf(f, "  note: owner scan stopped early (%s; %u ms, %" PRIu64 " fds read): owners may be missing\n",
+		fprintf(f,
+			"  note: owner scan stopped early (%s; %u ms, %" PRIu64
+			" fds read): owners may be missing\n",
 			wb->scan.why, wb->scan.elapsed_ms, wb->scan.fds_read);
 	if (wb->rep.n_dropped)
-		fprintf(f, "  note: %d sockets counted but not listed (over %d)\n", wb->rep.n_dropped,
-			SOCKDIAG_MAX_SOCKETS);
+		fprintf(f, "  note: %d sockets counted but not listed (over %d)\n",
+			wb->rep.n_dropped, SOCKDIAG_MAX_SOCKETS);
 }
 
 void why_busy_write_text(const struct why_busy *wb, FILE *f)
@@ -437,11 +456,12 @@ static void json_socket(FILE *f, const struct why_busy *wb, const struct port_so
 	char a[48];
 
 	format_addr(s->family, s->laddr, a, sizeof(a));
-	fprintf(f, "{\"family\":\"%s\",\"laddr\":\"%s\",\"lport\":%u", s->family == AF_INET6 ? "ipv6" : "ipv4",
-		a, s->lport);
+	fprintf(f, "{\"family\":\"%s\",\"laddr\":\"%s\",\"lport\":%u",
+		s->family == AF_INET6 ? "ipv6" : "ipv4", a, s->lport);
 	if (peer) {
 		format_addr(s->family, s->raddr, a, sizeof(a));
-		fprintf(f, ",\"raddr\":\"%s\",\"rport\":%u,\"state\":\"%s\"", a, s->rport, state_label(s));
+		fprintf(f, ",\"raddr\":\"%s\",\"rport\":%u,\"state\":\"%s\"", a, s->rport,
+			state_label(s));
 	}
 	fprintf(f, ",\"inode\":%" PRIu64 ",\"uid\":%" PRIu32, s->inode, s->uid);
 	json_owners(f, wb, s);
@@ -486,7 +506,8 @@ static void json_scan(FILE *f, const struct why_busy *wb)
 	const struct holder_scan *s = &wb->scan;
 
 	fprintf(f, ",\"scan_incomplete\":%s", wb->scan_err || s->gave_up ? "true" : "false");
-	fprintf(f, ",\"scan\":{\"fds_read\":%" PRIu64 ",\"elapsed_ms\":%u,\"stopped\":", s->fds_read,
+	fprintf(f,
+		",\"scan\":{\"fds_read\":%" PRIu64 ",\"elapsed_ms\":%u,\"stopped\":", s->fds_read,
 		s->elapsed_ms);
 	if (s->gave_up)
 		json_str(f, s->why, 32);
@@ -504,13 +525,15 @@ void why_busy_write_json(const struct why_busy *wb, const char *lead_fields, FIL
 {
 	const struct port_report *r = &wb->rep;
 
-	fprintf(f, "{%s,\"port\":%u,\"verdict\":\"%s\"", lead_fields ? lead_fields : "\"event\":\"why_busy\"",
-		r->port, why_busy_verdict_name(wb->verdict));
+	fprintf(f, "{%s,\"port\":%u,\"verdict\":\"%s\"",
+		lead_fields ? lead_fields : "\"event\":\"why_busy\"", r->port,
+		why_busy_verdict_name(wb->verdict));
 	json_class(f, wb, PORT_LISTEN, "listen");
 	json_timewait(f, r);
 	json_class(f, wb, PORT_ESTABLISHED, "established");
 	json_class(f, wb, PORT_OTHER, "other");
-	fprintf(f, ",\"counts\":{\"listen\":%d,\"established\":%d,\"timewait\":%d,\"other\":%d,"
+	fprintf(f,
+		",\"counts\":{\"listen\":%d,\"established\":%d,\"timewait\":%d,\"other\":%d,"
 		"\"bound\":%d,\"not_listed\":%d}",
 		r->n_listen, r->n_established, r->n_timewait, r->n_other, r->n_bound, r->n_dropped);
 	json_scan(f, wb);
