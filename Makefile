@@ -81,6 +81,15 @@ $(UNIT_TESTS): $(OUTPUT)/test_units.o $(USER_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(PC_LIBS) -o $@
 
+# sock_diag and /proc owner checks: root, run in a fresh network namespace by the suite
+$(OUTPUT)/test_sockdiag.o: tests/unit/test_sockdiag.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(OUTPUT)/test_sockdiag: $(OUTPUT)/test_sockdiag.o $(USER_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(PC_LIBS) -o $@
+
 $(OUTPUT)/ctscen: tests/helpers/ctscen.c | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $< -o $@
@@ -88,7 +97,7 @@ $(OUTPUT)/ctscen: tests/helpers/ctscen.c | $(OUTPUT)
 unit: $(UNIT_TESTS)
 	$(Q)$(UNIT_TESTS)
 
-test: $(OUTPUT)/closetrace $(UNIT_TESTS) $(HELPERS) $(OUTPUT)/fuzz_reader
+test: $(OUTPUT)/closetrace $(UNIT_TESTS) $(HELPERS) $(OUTPUT)/fuzz_reader $(OUTPUT)/test_sockdiag
 	$(Q)python3 tests/run_tests.py --build $(OUTPUT)
 
 # regenerate the kernel type header from the running kernel's BTF

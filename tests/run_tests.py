@@ -909,6 +909,16 @@ def t_watch_close_wait():
 
 
 
+def t_sockdiag_holders():
+    # sock_diag port queries, /proc owner scans and why-busy output, checked
+    # against sockets the program makes itself in a namespace of its own
+    with Netns("sockdiag") as ns:
+        p = run(ns.cmd([Ctx.bin("test_sockdiag")]), check_rc=False, timeout=120)
+        fails = [l for l in p.stdout.splitlines() if l.startswith("FAIL")]
+        check(p.returncode == 0 and not fails and re.search(r"^\d+ passed, 0 failed$", p.stdout, re.M),
+              "test_sockdiag: %d %s %s" % (p.returncode, fails[:5], p.stderr[-500:]))
+
+
 def t_tw_reuse_check():
     # tcp_tw_reuse 0/1/2 and two delays, loopback and not: every reuse judged
     p = run([os.path.join(ROOT, "scripts/tw-reuse-check"), "--quick",
@@ -931,7 +941,7 @@ INTEGRATION = [
     t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions, t_tw_reuse_check,
     t_methods_basic, t_method_shutdown, t_method_exit_and_kill, t_method_linger_wait,
     t_close_deferred_inherited, t_bind_conflict_timewait, t_bind_conflict_held_port,
-    t_why_busy_errors, t_watch_close_wait,
+    t_why_busy_errors, t_watch_close_wait, t_sockdiag_holders,
 ]
 PARALLEL = {t_timewait_expiry}
 

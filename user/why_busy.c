@@ -381,7 +381,7 @@ static void write_tw_line(FILE *f, const struct port_report *r)
 		return;
 	format_ms(r->tw_max_expires_ms, t, sizeof(t));
 	fprintf(f,
-		"  TIME_WAIT   %d socket%s, no owner (the kernel keeps them after an active close)",
+		"  TIME_WAIT   %d socket%s, no owner (kept by the kernel after an active close)",
 		r->n_timewait, r->n_timewait > 1 ? "s" : "");
 	if (r->n_tw_fin_wait2)
 		fprintf(f, ", %d of them orphaned FIN_WAIT2", r->n_tw_fin_wait2);
