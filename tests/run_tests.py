@@ -909,6 +909,30 @@ def t_watch_close_wait():
 
 
 
+def t_watch_existing():
+    # a socket already in CLOSE_WAIT when tracing starts: "age at least"
+    with Netns("watchold") as ns:
+        p = subprocess.Popen(ns.cmd([Ctx.bin("ctscen"), "close-wait-leak", "--leak-ms", "5000",
+                                     "--first-line"]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = json.loads(p.stdout.readline())
+            with traced(ns, "--watch", "1") as tr:
+                recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] for x in r),
+                                   20, "the old CLOSE_WAIT socket's close")
+                w = [x for x in recs if x["event"] == "watch"]
+                crossed = [x for x in w if not x["closed"]]
+                check(len(crossed) == 1 and crossed[0]["age_at_least"], "watch %s" % w)
+                check(crossed[0]["pid"] == first["server_pid"], "owner %s" % crossed[0])
+                check(crossed[0]["lport"] == first["server_port"] and
+                      crossed[0]["rport"] == first["client_port"], "tuple %s" % crossed[0])
+                tr.stop()
+            p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+
+
 def t_sockdiag_holders():
     # sock_diag port queries, /proc owner scans and why-busy output, checked
     # against sockets the program makes itself in a namespace of its own
@@ -941,7 +965,7 @@ INTEGRATION = [
     t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions, t_tw_reuse_check,
     t_methods_basic, t_method_shutdown, t_method_exit_and_kill, t_method_linger_wait,
     t_close_deferred_inherited, t_bind_conflict_timewait, t_bind_conflict_held_port,
-    t_why_busy_errors, t_watch_close_wait, t_sockdiag_holders,
+    t_why_busy_errors, t_watch_close_wait, t_watch_existing, t_sockdiag_holders,
 ]
 PARALLEL = {t_timewait_expiry}
 

@@ -259,6 +259,30 @@ static void emit_explanation(void *ctx, const struct ct_record *r)
 /* records taken from the ring buffer (the kernel side keeps no shared counter) */
 static uint64_t records_received;
 
+/*
+ * --watch: sockets already in CLOSE_WAIT / FIN_WAIT2 at start, in the
+ * namespaces this run looks at (sock_diag sees one namespace at a time).
+ */
+static void seed_watch(struct pipeline *p, const struct ct_options *o)
+{
+	uint32_t own = proc_netns(getpid()), target = 0;
+	int fd;
+
+	if (o->pid)
+		target = proc_netns(o->pid);
+	else if (o->netns)
+		target = o->netns;
+	if (!target || target == own) {
+		watch_seed(p->watch, -1, own, o->pid);
+		return;
+	}
+	fd = netns_open(target, o->pid);
+	if (fd < 0)
+		return;
+	watch_seed(p->watch, fd, target, o->pid);
+	close(fd);
+}
+
 static int handle_record(void *ctx, void *data, size_t len)
 {
 	const struct ct_record *r = data;
@@ -482,6 +506,7 @@ int main(int argc, char **argv)
 			goto cleanup;
 		}
 		next_watch = start;
+		seed_watch(&p, &opts);
 	}
 	if (opts.duration)
 		deadline = start + (uint64_t)(opts.duration * 1e9);

@@ -46,17 +46,20 @@ _Static_assert(sizeof(struct diag_request) ==
 	       NLMSG_LENGTH(sizeof(struct inet_diag_req_v2)) + sizeof(struct port_filter),
 	       "the bytecode attribute must follow the request without padding");
 
-static void build_request(struct diag_request *m, uint8_t family, uint16_t port, uint32_t seq)
+static void build_request(struct diag_request *m, uint8_t family, uint16_t port, uint32_t states,
+			  uint32_t seq)
 {
 	memset(m, 0, sizeof(*m));
-	m->nlh.nlmsg_len = sizeof(*m);
+	m->nlh.nlmsg_len = port ? sizeof(*m) : NLMSG_LENGTH(sizeof(m->req));
 	m->nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
 	m->nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	m->nlh.nlmsg_seq = seq;
 	m->req.sdiag_family = family;
 	m->req.sdiag_protocol = IPPROTO_TCP;
 	/* every state, TCPF_BOUND_INACTIVE included; older kernels ignore unknown bits */
-	m->req.idiag_states = ~0U;
+	m->req.idiag_states = states ? states : ~0U;
+	if (!port)
+		return; /* any port: no bytecode */
 	/*
 	 * tcp_diag_dump() also compares id.idiag_sport for the listening and
 	 * established walks, but not for the bound-only walk: the bytecode
@@ -114,19 +117,19 @@ static int diag_socket_in(int netns_fd)
 	return fd;
 }
 
-static int send_request(int fd, uint8_t family, uint16_t port, uint32_t seq)
+static int send_request(int fd, uint8_t family, uint16_t port, uint32_t states, uint32_t seq)
 {
 	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
 	struct diag_request m;
 	ssize_t n;
 
-	build_request(&m, family, port, seq);
+	build_request(&m, family, port, states, seq);
 	do {
-		n = sendto(fd, &m, sizeof(m), 0, (struct sockaddr *)&kernel, sizeof(kernel));
+		n = sendto(fd, &m, m.nlh.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	return n == sizeof(m) ? 0 : -EIO;
+	return n == (ssize_t)m.nlh.nlmsg_len ? 0 : -EIO;
 }
 
 static ssize_t recv_part(int fd, void *buf, size_t len)
@@ -241,7 +244,7 @@ static int add_message(struct port_report *r, int *cap, const struct nlmsghdr *n
 		return 0;
 	s.lport = ntohs(m->id.idiag_sport);
 	/* the kernel filtered already; this guards against a kernel that ignored the bytecode */
-	if (s.lport != r->port)
+	if (r->port && s.lport != r->port)
 		return 0;
 	s.family = m->idiag_family;
 	s.state = m->idiag_state;
@@ -298,7 +301,7 @@ static int dump_family(int fd, uint8_t family, struct port_report *r, int *cap, 
 	ssize_t n;
 	int err;
 
-	err = send_request(fd, family, r->port, seq);
+	err = send_request(fd, family, r->port, r->states, seq);
 	if (err)
 		return err;
 	do {
@@ -310,7 +313,7 @@ static int dump_family(int fd, uint8_t family, struct port_report *r, int *cap, 
 	return err < 0 ? err : 0;
 }
 
-int sockdiag_port_netns(uint16_t port, int netns_fd, struct port_report *out)
+static int dump(uint16_t port, uint32_t states, int netns_fd, struct port_report *out)
 {
 	static const uint8_t families[] = { AF_INET, AF_INET6 };
 	void *buf;
@@ -318,8 +321,7 @@ int sockdiag_port_netns(uint16_t port, int netns_fd, struct port_report *out)
 
 	memset(out, 0, sizeof(*out));
 	out->port = port;
-	if (!port)
-		return -EINVAL;
+	out->states = states;
 	buf = malloc(RECV_BUF_LEN);
 	if (!buf)
 		return -ENOMEM;
@@ -339,6 +341,20 @@ int sockdiag_port_netns(uint16_t port, int netns_fd, struct port_report *out)
 	if (err)
 		port_report_free(out);
 	return err;
+}
+
+int sockdiag_port_netns(uint16_t port, int netns_fd, struct port_report *out)
+{
+	if (!port) {
+		memset(out, 0, sizeof(*out));
+		return -EINVAL;
+	}
+	return dump(port, 0, netns_fd, out);
+}
+
+int sockdiag_states(uint32_t state_mask, int netns_fd, struct port_report *out)
+{
+	return dump(0, state_mask, netns_fd, out);
 }
 
 int sockdiag_port(uint16_t port, struct port_report *out)

@@ -45,7 +45,8 @@ enum port_class {
 };
 
 struct port_report {
-	uint16_t port;
+	uint16_t port;		/* 0: any port (sockdiag_states()) */
+	uint32_t states;	/* TCPF_* mask asked for, 0 = all */
 	int n;			/* entries in socks */
 	struct port_socket *socks; /* malloc'd, in the kernel's dump order */
 	/* counts cover every socket seen, also those beyond SOCKDIAG_MAX_SOCKETS */
@@ -84,6 +85,12 @@ int sockdiag_port(uint16_t port, struct port_report *out);
  * netlink socket.
  */
 int sockdiag_port_netns(uint16_t port, int netns_fd, struct port_report *out);
+
+/*
+ * TCP sockets in the states of state_mask (1 << TCP_*), any port, in the
+ * namespace of netns_fd (negative: the caller's).  Same report and limits.
+ */
+int sockdiag_states(uint32_t state_mask, int netns_fd, struct port_report *out);
 
 void port_report_free(struct port_report *r);
 

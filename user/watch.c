@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <bpf/bpf.h>
+#include "holders.h"
+#include "sockdiag.h"
 #include "watch.h"
 
 #define COUNT_EVERY_MIN_NS 5000000000ULL
@@ -84,6 +86,50 @@ void watch_add_existing(struct watch *w, const struct ct_tuple *t, uint8_t state
 	e->pid = pid;
 	if (comm)
 		memcpy(e->comm, comm, strnlen(comm, CT_COMM_LEN));
+}
+
+int watch_seed(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid)
+{
+	struct port_report rep;
+	struct holder_scan scan = {};
+	uint64_t *inodes;
+	int n_ino = 0, added = 0;
+
+	if (sockdiag_states((1u << TCP_CLOSE_WAIT) | (1u << TCP_FIN_WAIT2), netns_fd, &rep))
+		return 0;
+	inodes = calloc(rep.n ? rep.n : 1, sizeof(*inodes));
+	if (!inodes) {
+		port_report_free(&rep);
+		return 0;
+	}
+	for (int i = 0; i < rep.n; i++)
+		if (rep.socks[i].inode)
+			inodes[n_ino++] = rep.socks[i].inode;
+	if (n_ino)
+		holders_find(inodes, n_ino, 4096, 0, &scan);
+	for (int i = 0; i < rep.n; i++) {
+		const struct port_socket *ps = &rep.socks[i];
+		const struct holder *h = NULL;
+		struct ct_tuple t = { .netns = netns_ino, .family = ps->family,
+				      .lport = ps->lport, .rport = ps->rport };
+		int nh = 0;
+
+		/* a FIN_WAIT2 kept in a timewait socket ends by itself */
+		if (port_socket_class(ps) == PORT_TIMEWAIT || !ps->inode)
+			continue;
+		if (scan.h)
+			h = holders_of(&scan, ps->inode, &nh);
+		if (pid && (!h || h->pid != pid))
+			continue;
+		memcpy(t.laddr, ps->laddr, 16);
+		memcpy(t.raddr, ps->raddr, 16);
+		watch_add_existing(w, &t, ps->state, h ? h->pid : 0, h ? h->comm : NULL);
+		added++;
+	}
+	holder_scan_free(&scan);
+	free(inodes);
+	port_report_free(&rep);
+	return added;
 }
 
 static void fill(struct ct_record *r, const struct watched *e, uint8_t kind, uint64_t now)

@@ -25,6 +25,13 @@ void watch_free(struct watch *w);
 void watch_add_existing(struct watch *w, const struct ct_tuple *t, uint8_t state, uint32_t pid,
 			const char *comm);
 
+/*
+ * Seed from sock_diag: the CLOSE_WAIT and FIN_WAIT2 sockets of the
+ * namespace behind netns_fd (inode netns_ino), owners from /proc; only
+ * those of pid when pid is not 0.  Returns how many were added.
+ */
+int watch_seed(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid);
+
 /* look at the kernel side's socket map (fd) now; call about once a second */
 void watch_tick(struct watch *w, int socks_fd, uint64_t now_ns);
 
