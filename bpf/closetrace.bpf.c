@@ -612,8 +612,22 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 			/* existed before tracing started */
 			/* the current state's start is unknown: not reported */
 			zero.flags = CT_F_PREEXISTING;
-			if (old != S_ESTABLISHED && old != S_SYN_SENT && old != S_SYN_RECV)
+			/*
+			 * A closing state says who began: CLOSE_WAIT and
+			 * LAST_ACK follow the peer's FIN, FIN_WAIT1/2 our own
+			 * (a FIN_WAIT1 that goes on to CLOSING becomes
+			 * simultaneous below).
+			 */
+			if (old == S_CLOSE_WAIT || old == S_LAST_ACK) {
+				zero.initiator = CT_INIT_REMOTE;
+				zero.method = CT_M_FIN;
+			} else if (old == S_FIN_WAIT1 || old == S_FIN_WAIT2) {
+				zero.initiator = CT_INIT_LOCAL;
+			} else if (old == S_CLOSING) {
+				zero.initiator = CT_INIT_SIMULTANEOUS;
+			} else if (old != S_ESTABLISHED && old != S_SYN_SENT && old != S_SYN_RECV) {
 				zero.initiator = CT_INIT_UNKNOWN;
+			}
 			if (filter_pid)
 				owner_from_inode(sk, &zero, direct);
 		}

@@ -425,6 +425,30 @@ def t_pid_filter():
                 os.unlink(wait_file)
 
 
+def t_pid_preexisting_connection():
+    # the connection exists (already in CLOSE_WAIT) before closetrace -p starts
+    with Netns("pidold") as ns:
+        p = subprocess.Popen(ns.cmd([Ctx.bin("ctscen"), "close-wait-leak", "--leak-ms", "2500",
+                                     "--first-line"]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = json.loads(p.stdout.readline())
+            with Tracer(["-p", str(first["server_pid"])]) as tr:
+                recs = tr.wait_for(lambda r: len(closes(r)) >= 1, 15, "the server's close")
+                srv = one(closes(recs), "close of the -p process")
+                check(srv["pid"] == first["server_pid"], "pid %s" % srv["pid"])
+                check(srv["lport"] == first["server_port"] and srv["rport"] == first["client_port"],
+                      "tuple %s" % srv)
+                # first seen in CLOSE_WAIT: the peer's FIN came first
+                check(srv["preexisting"] and srv["initiator"] == "remote", "record %s" % srv)
+                check(srv["method"] == "fin" and srv["app_method"] == "close", "method %s" % srv)
+                tr.stop()
+            p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+
+
 def t_pid_exit_stops():
     sleeper = subprocess.Popen(["sleep", "1"])
     try:
@@ -958,7 +982,8 @@ INTEGRATION = [
     t_client_closes_first, t_server_closes_first, t_simultaneous_close,
     t_linger0_reset, t_unread_data_reset, t_close_wait_duration, t_ipv6,
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
-    t_timewait_not_created, t_pid_filter, t_pid_exit_stops, t_states_mode,
+    t_timewait_not_created, t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
+    t_states_mode,
     t_stats_at_exit, t_errors, t_smoke_sigterm, t_classic_tracepoints,
     t_record_replay_identical, t_recorder_sigkill, t_truncated_and_corrupt_files,
     t_summary_matches_records, t_summary_live_only, t_full_disk, t_rotation,

@@ -175,7 +175,7 @@ static void json_states(FILE *f, const struct ct_record *r)
 static void json_method(FILE *f, const struct ct_record *r)
 {
 	fprintf(f, ",\"method\":\"%s\"", method_name(r->method));
-	if (r->method == CT_M_FIN || r->method == CT_M_RST) {
+	if (r->method == CT_M_FIN || r->method == CT_M_RST || r->app_method) {
 		fprintf(f, ",\"app_method\":\"%s\"", method_name(r->app_method));
 		if (r->visited & (1u << TCP_CLOSE_WAIT))
 			fprintf(f, ",\"app_close_ns\":%llu",
