@@ -118,6 +118,7 @@ struct {
 /* timewait sockets just scheduled, waiting for their full socket's CLOSE */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU); /* per-CPU LRU lists: no shared lock */
 	__uint(max_entries, 16384);
 	__type(key, struct ct_tuple);
 	__type(value, __u64);
@@ -126,6 +127,7 @@ struct {
 /* the socket each thread is connect()ing, to recognise TIME_WAIT reuse */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU); /* per-CPU LRU lists: no shared lock */
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, __u64);
