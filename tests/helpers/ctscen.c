@@ -6,6 +6,10 @@
  *   ctscen SCENARIO [-6] [--port N] [--cport N] [--delay MS] [--gap MS]
  *                   [--wait-file PATH] [--set-sysctl] [--debug]
  *                   [--addr A] [--count N] [--max-seconds S]   (reuse-churn)
+ *                   [--signal N] (killed) [--linger S] [--peer-acks|--peer-silent]
+ *                   (linger-wait) [--hold-ms M] (inherit, held-port)
+ *                   [--leak-ms M] [--first-line] (close-wait-leak)
+ *                   [--first-reuseaddr] (restart)
  *
  * Run it inside a private network namespace (ip netns exec NS ctscen ...).
  * Server and client are separate forked processes; the parent coordinates
@@ -41,7 +45,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <dirent.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -78,12 +84,24 @@ static int g_max_seconds = 20;	/* reuse-churn: overall time bound */
 static const char *g_addr_str;	/* reuse-churn: server address */
 static struct in_addr g_addr4;
 static struct in6_addr g_addr6;
+static int g_signal = SIGKILL;	/* killed: signal sent to the client */
+static int g_linger = 2;	/* linger-wait: SO_LINGER seconds */
+static int g_peer_silent;	/* linger-wait: drop server -> client */
+static int g_hold_ms = -1;	/* inherit(-child) 1500, held-port 3000 */
+static int g_leak_ms = 4000;	/* close-wait-leak: CLOSE_WAIT dwell */
+static int g_first_line;	/* close-wait-leak: early pid/port line */
+static int g_first_reuse;	/* restart: first server sets SO_REUSEADDR */
+static int g_report_fd = -1;	/* inherit-child: report pipe */
 
 static int g_is_child;
 static int g_cmd_r = -1; /* child: commands from parent */
 static int g_rep_w = -1; /* child: reports to parent */
 
 static char g_nft_path[64];
+static char g_nft_table[32] = NFT_TABLE;
+/* processes that are not our direct children at first (grandchildren that
+ * we adopt as subreaper): killed on failure like the spawned ones */
+static volatile pid_t g_extra[4];
 static volatile sig_atomic_t g_nft_active;
 static char g_alarm_msg[128];
 static size_t g_alarm_msg_len;
@@ -161,9 +179,8 @@ static int nft_exec(char *const argv[], int stdin_fd, int quiet)
 
 static int nft_delete_table(int quiet)
 {
-	static char a0[] = "nft", a1[] = "delete", a2[] = "table", a3[] = "inet",
-		    a4[] = NFT_TABLE;
-	char *argv[] = { a0, a1, a2, a3, a4, NULL };
+	static char a0[] = "nft", a1[] = "delete", a2[] = "table", a3[] = "inet";
+	char *argv[] = { a0, a1, a2, a3, g_nft_table, NULL };
 
 	return nft_exec(argv, -1, quiet);
 }
@@ -176,11 +193,24 @@ static void nft_cleanup(void)
 	}
 }
 
+/* after kill_children() and reaping the spawned children: adopted
+ * grandchildren are ours now (subreaper); async-signal-safe */
+static void reap_extra(void)
+{
+	for (size_t i = 0; i < sizeof(g_extra) / sizeof(g_extra[0]); i++)
+		if (g_extra[i] > 0)
+			while (waitpid(g_extra[i], NULL, 0) < 0 && errno == EINTR)
+				;
+}
+
 static void kill_children(void)
 {
 	for (int i = 0; i < g_nch; i++)
 		if (g_ch[i].pid > 0)
 			kill(g_ch[i].pid, SIGKILL);
+	for (size_t i = 0; i < sizeof(g_extra) / sizeof(g_extra[0]); i++)
+		if (g_extra[i] > 0)
+			kill(g_extra[i], SIGKILL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -214,6 +244,7 @@ static void die(const char *fmt, ...)
 	for (int i = 0; i < g_nch; i++)
 		if (g_ch[i].pid > 0)
 			waitpid(g_ch[i].pid, NULL, 0);
+	reap_extra();
 	exit(1);
 }
 
@@ -231,6 +262,7 @@ static void on_fatal_signal(int sig)
 	for (int i = 0; i < g_nch; i++)
 		if (g_ch[i].pid > 0)
 			waitpid(g_ch[i].pid, NULL, 0);
+	reap_extra();
 	nft_cleanup();
 	if (sig == SIGALRM) {
 		if (write(2, g_alarm_msg, g_alarm_msg_len) < 0) {
@@ -486,6 +518,8 @@ static struct chan *spawn(const char *name, child_fn fn, const void *arg)
 		}
 		g_nch = 0;
 		g_nft_active = 0;
+		for (size_t i = 0; i < sizeof(g_extra) / sizeof(g_extra[0]); i++)
+			g_extra[i] = 0;
 		close(cmd[1]);
 		close(rp[0]);
 		g_cmd_r = cmd[0];
@@ -2068,6 +2102,922 @@ static void scen_reuse_churn(void)
 	jend();
 }
 
+/* ---- helpers for the scenarios below ---- */
+
+static const char *state_name(int st)
+{
+	static const char *const n[] = {
+		"NONE", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1",
+		"FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK",
+		"LISTEN", "CLOSING",
+	};
+
+	return st >= 0 && st <= ST_CLOSING ? n[st] : "?";
+}
+
+static void jnull(const char *k)
+{
+	jkey(k);
+	jraw("null");
+}
+
+/* a state from diag_state() as a JSON string, null for "no socket" */
+static void jstate(const char *k, int st)
+{
+	if (st)
+		jstr(k, state_name(st));
+	else
+		jnull(k);
+}
+
+/* parent: reap pid (a child, or a grandchild we adopted as subreaper) */
+static int wait_pid(pid_t pid, int timeout_ms, const char *what)
+{
+	long long deadline = now_ns() + timeout_ms * 1000000LL;
+	int st;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			return st;
+		if (r < 0 && errno != EINTR)
+			die("waitpid %s (%d): %s", what, (int)pid, strerror(errno));
+		if (now_ns() > deadline)
+			die("%s (pid %d) did not exit in time", what, (int)pid);
+		sleep_ms(5);
+	}
+}
+
+/* parent: reap a spawned child that exits on its own; must exit 0 */
+static long long reap_chan(struct chan *c, int timeout_ms)
+{
+	int st = wait_pid(c->pid, timeout_ms, c->name);
+
+	c->pid = -1;
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		die("%s process failed (status 0x%x)", c->name, st);
+	return now_ns();
+}
+
+static void set_reuseaddr(int fd)
+{
+	int one = 1;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)))
+		die("SO_REUSEADDR: %s", strerror(errno));
+}
+
+/* ---- shutdown, killed, exit, linger-wait ---- */
+
+enum xmode { X_SHUT, X_KILLED, X_EXIT, X_LINGER };
+
+/*
+ * How long a lingering close() may block: the linger timeout is a timer
+ * that the timer wheel may fire up to 1/8 late (seen: 3 s -> 3.24 s).
+ */
+#define LINGER_WAIT_MS (STEP_MS + g_linger * 1125)
+
+static void x_server(const void *arg)
+{
+	enum xmode m = *(const enum xmode *)arg;
+	char ten[10];
+	long long t;
+	int lfd, fd, r;
+
+	lfd = mk_listener(g_port);
+	rep("ready", "%d", sock_port(lfd, 0));
+	fd = do_accept(lfd, STEP_MS);
+	rep("accepted", "%d", sock_port(fd, 1));
+	read_exact(fd, sizeof(hello) - 1, 5000);
+	rep("srv_data", "%d", (int)sizeof(hello) - 1);
+	r = read_to_eof(fd, STEP_MS);
+	t = now_ns();
+	if (r && (m == X_SHUT || m == X_LINGER))
+		die("server expected EOF, got %s", strerror(r));
+	rep("server_read", "%s", r == 0 ? "eof" :
+	    r == ECONNRESET ? "reset" : strerror(r));
+	rep("server_eof_ns", "%lld", t);
+	if (m == X_SHUT) {
+		/* half-closed: we can still send, the client still receives */
+		cmd_wait("send", STEP_MS);
+		memset(ten, 'y', sizeof(ten));
+		write_all(fd, ten, sizeof(ten));
+		rep("srv_sent", "%d", (int)sizeof(ten));
+	}
+	if (m == X_SHUT || m == X_LINGER)
+		cmd_wait("close", LINGER_WAIT_MS);
+	t = now_ns();
+	close(fd);
+	rep("server_close_ns", "%lld", t);
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+	close(lfd);
+}
+
+static int is_core_signal(int sig)
+{
+	switch (sig) {
+	case SIGQUIT: case SIGILL: case SIGTRAP: case SIGABRT: case SIGBUS:
+	case SIGFPE: case SIGSEGV: case SIGXCPU: case SIGXFSZ: case SIGSYS:
+		return 1;
+	}
+	return 0;
+}
+
+static void x_client(const void *arg)
+{
+	enum xmode m = *(const enum xmode *)arg;
+	struct linger lg = { 1, g_linger };
+	long long t, t2;
+	int fd, r;
+
+	if (m == X_KILLED) {
+		struct sigaction sa;
+		struct rlimit rl = { 0, 0 };
+
+		/* die of the signal itself, not of our SIGTERM/SIGALRM handler */
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = SIG_DFL;
+		sigaction(g_signal, &sa, NULL);
+		if (is_core_signal(g_signal)) {
+			/* no core file, not even through a core_pattern pipe */
+			setrlimit(RLIMIT_CORE, &rl);
+			prctl(PR_SET_DUMPABLE, 0);
+		}
+	}
+	fd = do_connect(0, &t, &t2);
+	rep("client_port", "%d", sock_port(fd, 0));
+	write_all(fd, hello, sizeof(hello) - 1);
+	switch (m) {
+	case X_SHUT:
+		cmd_wait("shut", STEP_MS);
+		t = now_ns();
+		if (shutdown(fd, SHUT_WR) < 0)
+			die("shutdown: %s", strerror(errno));
+		rep("client_shutdown_ns", "%lld", t);
+		read_exact(fd, 10, STEP_MS);
+		rep("client_read", "%d", 10);
+		r = read_to_eof(fd, STEP_MS);
+		t = now_ns();
+		if (r)
+			die("client expected EOF, got %s", strerror(r));
+		rep("client_eof_ns", "%lld", t);
+		cmd_wait("close", STEP_MS);
+		t = now_ns();
+		close(fd);
+		rep("client_close_ns", "%lld", t);
+		break;
+	case X_KILLED:
+		rep("blocked", "%d", (int)getpid());
+		for (;;)
+			pause(); /* until the parent's signal (or the alarm) */
+	case X_EXIT:
+		cmd_wait("exit", STEP_MS);
+		t = now_ns();
+		rep("exit_ns", "%lld", t);
+		exit(0); /* the socket is still open: the kernel closes it */
+	case X_LINGER:
+		if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)))
+			die("SO_LINGER: %s", strerror(errno));
+		cmd_wait("close", STEP_MS);
+		t = now_ns();
+		close(fd);
+		t2 = now_ns();
+		rep("close_call_ns", "%lld", t);
+		rep("close_return_ns", "%lld", t2);
+		break;
+	}
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+}
+
+static void scen_shutdown(void)
+{
+	static const enum xmode m = X_SHUT;
+	struct chan *srv, *cli;
+	long long cshut, seof, sclose, ceof, cclose;
+	int sport, cport, cst, sst, cread, twb, tw;
+	pid_t spid, cpid;
+
+	srv = spawn("server", x_server, &m);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", x_client, &m);
+	cpid = cli->pid;
+	cport = (int)kv_ll(cli, "client_port", STEP_MS);
+	kv_ll(srv, "accepted", STEP_MS);
+	kv_ll(srv, "srv_data", STEP_MS);
+	cmd_send(cli, "shut");
+	cshut = kv_ll(cli, "client_shutdown_ns", STEP_MS);
+	seof = kv_ll(srv, "server_eof_ns", STEP_MS);
+	diag_wait(cport, sport, ST_FIN_WAIT2, 1000, NULL);
+	cst = diag_state(cport, sport);
+	sst = diag_state(sport, cport);
+	cmd_send(srv, "send");
+	kv_ll(srv, "srv_sent", STEP_MS);
+	cread = (int)kv_ll(cli, "client_read", STEP_MS);
+	cmd_send(srv, "close");
+	sclose = kv_ll(srv, "server_close_ns", STEP_MS);
+	ceof = kv_ll(cli, "client_eof_ns", STEP_MS);
+	twb = diag_wait(cport, sport, ST_TIME_WAIT, 1000, NULL);
+	cmd_send(cli, "close");
+	cclose = kv_ll(cli, "client_close_ns", STEP_MS);
+	tw = diag_wait(cport, sport, ST_TIME_WAIT, 2000, NULL);
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, spid, cport, sport);
+	jll("client_shutdown_ns", cshut);
+	jll("server_eof_ns", seof);
+	jstate("client_state_after_shutdown", cst);
+	jstate("server_state_after_shutdown", sst);
+	jll("client_read", cread);
+	jll("server_close_ns", sclose);
+	jll("client_eof_ns", ceof);
+	jbool("tw_before_close", twb);
+	jll("client_close_ns", cclose);
+	jbool("client_tw", tw);
+	jend();
+}
+
+static void scen_killed(void)
+{
+	static const enum xmode m = X_KILLED;
+	struct chan *srv, *cli;
+	long long tkill, seof, sclose;
+	int sport, cport, st, tw;
+	pid_t spid, cpid;
+	char *sread;
+
+	srv = spawn("server", x_server, &m);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", x_client, &m);
+	cpid = cli->pid;
+	cport = (int)kv_ll(cli, "client_port", STEP_MS);
+	kv_ll(srv, "accepted", STEP_MS);
+	kv_ll(srv, "srv_data", STEP_MS);
+	kv_ll(cli, "blocked", STEP_MS);
+	sleep_ms(20); /* let it reach pause() */
+	cli->exit_sent = 1; /* its end of the pipe closing is expected now */
+	tkill = now_ns();
+	if (kill(cpid, g_signal) < 0)
+		die("kill(%d, %d): %s", (int)cpid, g_signal, strerror(errno));
+	st = wait_pid(cpid, 5000, "client");
+	cli->pid = -1;
+	if (!WIFSIGNALED(st) || WTERMSIG(st) != g_signal)
+		die("client did not die of signal %d (status 0x%x)", g_signal, st);
+	sread = kv_get(srv, "server_read", STEP_MS);
+	seof = kv_ll(srv, "server_eof_ns", STEP_MS);
+	sclose = kv_ll(srv, "server_close_ns", STEP_MS);
+	tw = diag_wait(cport, sport, ST_TIME_WAIT, 2000, NULL);
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, spid, cport, sport);
+	jll("killed_pid", cpid);
+	jll("signal", g_signal);
+	jll("kill_ns", tkill);
+	jstr("server_read", sread);
+	jll("server_eof_ns", seof);
+	jll("server_close_ns", sclose);
+	jbool("client_tw", tw);
+	jend();
+	free(sread);
+}
+
+static void scen_exit(void)
+{
+	static const enum xmode m = X_EXIT;
+	struct chan *srv, *cli;
+	long long texit, seof, sclose;
+	int sport, cport, tw;
+	pid_t spid, cpid;
+	char *sread;
+
+	srv = spawn("server", x_server, &m);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", x_client, &m);
+	cpid = cli->pid;
+	cport = (int)kv_ll(cli, "client_port", STEP_MS);
+	kv_ll(srv, "accepted", STEP_MS);
+	kv_ll(srv, "srv_data", STEP_MS);
+	cmd_send(cli, "exit");
+	texit = kv_ll(cli, "exit_ns", STEP_MS);
+	sread = kv_get(srv, "server_read", STEP_MS);
+	seof = kv_ll(srv, "server_eof_ns", STEP_MS);
+	sclose = kv_ll(srv, "server_close_ns", STEP_MS);
+	tw = diag_wait(cport, sport, ST_TIME_WAIT, 2000, NULL);
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, spid, cport, sport);
+	jll("exit_ns", texit);
+	jstr("server_read", sread);
+	jll("server_eof_ns", seof);
+	jll("server_close_ns", sclose);
+	jbool("client_tw", tw);
+	jend();
+	free(sread);
+}
+
+/* linger-wait --peer-silent: drop every segment server port -> client port */
+static void nft_setup_drop(int sport, int cport)
+{
+	static char a0[] = "nft", a1[] = "-f", a2[] = "/dev/stdin";
+	char *argv[] = { a0, a1, a2, NULL };
+	char script[512];
+	int p[2], n, rc;
+
+	if (!g_nft_path[0])
+		die("nft binary not found");
+	nft_delete_table(1); /* stale table from an earlier crash */
+	n = snprintf(script, sizeof(script),
+		     "table inet %s {\n"
+		     "  chain out {\n"
+		     "    type filter hook output priority 0; policy accept;\n"
+		     "    tcp sport %d tcp dport %d counter drop\n"
+		     "  }\n"
+		     "}\n", g_nft_table, sport, cport);
+	if (pipe2(p, O_CLOEXEC))
+		die("pipe: %s", strerror(errno));
+	if (write(p[1], script, (size_t)n) != n)
+		die("pipe write: %s", strerror(errno));
+	close(p[1]);
+	g_nft_active = 1;
+	rc = nft_exec(argv, p[0], 0);
+	close(p[0]);
+	if (rc)
+		die("nft -f failed (rc %d)", rc);
+}
+
+static void scen_linger_wait(void)
+{
+	static const enum xmode m = X_LINGER;
+	struct chan *srv, *cli;
+	long long tcall, tret, seof, sclose, tdel = 0;
+	int sport, cport, st_after, tw, rc;
+	pid_t spid, cpid;
+
+	srv = spawn("server", x_server, &m);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", x_client, &m);
+	cpid = cli->pid;
+	cport = (int)kv_ll(cli, "client_port", STEP_MS);
+	kv_ll(srv, "accepted", STEP_MS);
+	kv_ll(srv, "srv_data", STEP_MS);
+	if (g_peer_silent) {
+		snprintf(g_nft_table, sizeof(g_nft_table), "ctscen_linger");
+		sleep_ms(50); /* let the ACK of the data go out first */
+		nft_setup_drop(sport, cport);
+	}
+	cmd_send(cli, "close");
+	/* the FIN reaches the server at once; only its ACK is dropped */
+	seof = kv_ll(srv, "server_eof_ns", STEP_MS);
+	tcall = kv_ll(cli, "close_call_ns", LINGER_WAIT_MS);
+	tret = kv_ll(cli, "close_return_ns", STEP_MS);
+	st_after = diag_state(cport, sport);
+	if (g_peer_silent) {
+		tdel = now_ns();
+		rc = nft_delete_table(0);
+		g_nft_active = 0;
+		if (rc)
+			die("nft delete table failed (rc %d)", rc);
+	}
+	/* the server's FIN also acknowledges the client's FIN */
+	cmd_send(srv, "close");
+	sclose = kv_ll(srv, "server_close_ns", STEP_MS);
+	tw = diag_wait(cport, sport, ST_TIME_WAIT, 3000, NULL);
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, spid, cport, sport);
+	jll("linger_s", g_linger);
+	jstr("peer", g_peer_silent ? "silent" : "acks");
+	jll("close_call_ns", tcall);
+	jll("close_return_ns", tret);
+	jll("close_blocked_ns", tret - tcall);
+	jstate("client_state_after_close", st_after);
+	jll("server_eof_ns", seof);
+	if (g_peer_silent)
+		jll("nft_deleted_ns", tdel);
+	jll("server_close_ns", sclose);
+	jbool("client_tw", tw);
+	jend();
+}
+
+/* ---- close-wait-leak ---- */
+
+static void scen_close_wait_leak(void)
+{
+	struct role_cfg sc = mkcfg(M_CW, 1), cc = mkcfg(M_CW, 1);
+	struct chan *srv, *cli;
+	long long cclose, seof, sclose;
+	int sport, cport, cw, tw;
+	pid_t spid, cpid;
+
+	sc.delay_ms = g_leak_ms;
+	srv = spawn("server", server_main, &sc);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", client_main, &cc);
+	cpid = cli->pid;
+	cport = (int)kv_ll(cli, "client_port", STEP_MS);
+	kv_ll(srv, "accepted", STEP_MS);
+	kv_ll(srv, "srv_data", STEP_MS);
+	cmd_send(cli, "close");
+	cclose = kv_ll(cli, "client_close_ns", STEP_MS);
+	seof = kv_ll(srv, "server_eof_ns", STEP_MS);
+	cw = diag_wait(sport, cport, ST_CLOSE_WAIT,
+		       g_leak_ms / 2 < 1000 ? g_leak_ms / 2 : 1000, NULL);
+	if (g_first_line) {
+		printf("{\"server_pid\":%d,\"server_port\":%d,\"client_port\":%d}\n",
+		       (int)spid, sport, cport);
+		fflush(stdout);
+	}
+	sclose = kv_ll(srv, "server_close_ns", STEP_MS + g_leak_ms);
+	tw = diag_wait(cport, sport, ST_TIME_WAIT, 2000, NULL);
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, spid, cport, sport);
+	jll("leak_ms", g_leak_ms);
+	jll("client_close_ns", cclose);
+	jll("server_eof_ns", seof);
+	jll("server_close_ns", sclose);
+	jbool("close_wait_seen", cw);
+	jbool("client_tw", tw);
+	jend();
+}
+
+/* ---- inherit: a listener and a connection shared with an exec'd child ---- */
+
+static void inh_server(const void *arg)
+{
+	struct sockaddr_storage ss;
+	socklen_t l = mkaddr(&ss, g_port);
+	char hold[16], rfd[16];
+	char a0[] = "ctscen", a1[] = "inherit-child", a2[] = "--hold-ms",
+	     a4[] = "--report-fd";
+	char *argv[] = { a0, a1, a2, hold, a4, rfd, NULL };
+	char self[PATH_MAX];
+	long long t, t2;
+	int lfd, fd, r;
+	ssize_t k;
+	pid_t pid;
+
+	(void)arg;
+	/* no CLOEXEC on either socket: the exec'd child inherits both */
+	lfd = socket(g_fam, SOCK_STREAM, 0);
+	if (lfd < 0)
+		die("socket: %s", strerror(errno));
+	set_reuseaddr(lfd);
+	if (bind(lfd, (struct sockaddr *)&ss, l) < 0)
+		die("bind listener port %d: %s", g_port, strerror(errno));
+	if (listen(lfd, 16) < 0)
+		die("listen: %s", strerror(errno));
+	rep("ready", "%d", sock_port(lfd, 0));
+	if (!wait_fd(lfd, POLLIN, STEP_MS))
+		die("accept: timeout");
+	fd = accept(lfd, NULL, NULL);
+	if (fd < 0)
+		die("accept: %s", strerror(errno));
+	rep("accepted", "%d", sock_port(fd, 1));
+	read_exact(fd, sizeof(hello) - 1, 5000);
+	rep("srv_data", "%d", (int)sizeof(hello) - 1);
+	rep("fds", "%d %d", lfd, fd);
+	cmd_wait("exit", STEP_MS);
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* the child reports on a copy of our pipe that survives exec */
+		r = dup(g_rep_w);
+		if (r < 0)
+			die("dup: %s", strerror(errno));
+		snprintf(hold, sizeof(hold), "%d", g_hold_ms);
+		snprintf(rfd, sizeof(rfd), "%d", r);
+		/* exec the real path so that comm is "ctscen", not "exe" */
+		k = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (k > 0) {
+			self[k] = 0;
+			execv(self, argv);
+		}
+		execv("/proc/self/exe", argv);
+		die("exec inherit-child: %s", strerror(errno));
+	}
+	rep("child_pid", "%d", (int)pid);
+	t = now_ns();
+	close(lfd);
+	t2 = now_ns();
+	close(fd);
+	rep("parent_close_ns", "%lld", t);
+	rep("parent_conn_close_ns", "%lld", t2);
+	/* return: spawn() exits with status 0 */
+}
+
+static void inh_client(const void *arg)
+{
+	long long t, t2;
+	int fd, r;
+
+	(void)arg;
+	fd = do_connect(0, &t, &t2);
+	rep("client_port", "%d", sock_port(fd, 0));
+	write_all(fd, hello, sizeof(hello) - 1);
+	r = read_to_eof(fd, g_hold_ms + STEP_MS);
+	t = now_ns();
+	if (r)
+		die("client expected EOF, got %s", strerror(r));
+	rep("client_eof_ns", "%lld", t);
+	t = now_ns();
+	close(fd);
+	rep("client_close_ns", "%lld", t);
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+}
+
+static int count_socket_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	char target[64];
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		ssize_t k = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+
+		if (k <= 0)
+			continue;
+		target[k] = 0;
+		n += !strncmp(target, "socket:", 7);
+	}
+	closedir(d);
+	return n;
+}
+
+static void child_report(const char *key, long long v)
+{
+	char line[64];
+	int n;
+
+	if (g_report_fd < 0)
+		return;
+	n = snprintf(line, sizeof(line), "%s %lld\n", key, v);
+	if (write(g_report_fd, line, (size_t)n) != n)
+		die("report: %s", strerror(errno));
+}
+
+/* exec'd by inherit: hold the inherited fds for --hold-ms, then exit(0) */
+static void scen_inherit_child(void)
+{
+	if (g_report_fd >= 0 && fcntl(g_report_fd, F_GETFD) < 0)
+		die("--report-fd %d: %s", g_report_fd, strerror(errno));
+	child_report("child_socks", count_socket_fds());
+	sleep_ms(g_hold_ms);
+	child_report("child_exit_ns", now_ns());
+	exit(0); /* the kernel closes the inherited sockets */
+}
+
+static void scen_inherit(void)
+{
+	struct chan *srv, *cli;
+	long long pclose, pcclose, pexit, cexit, ceof, cclose;
+	int lport, cport, rport, lheld, cst, socks, st, lgone, stw;
+	pid_t ppid, cpid, chpid;
+
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		die("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
+	srv = spawn("server", inh_server, NULL);
+	ppid = srv->pid;
+	lport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", inh_client, NULL);
+	cpid = cli->pid;
+	cport = (int)kv_ll(cli, "client_port", STEP_MS);
+	rport = (int)kv_ll(srv, "accepted", STEP_MS);
+	if (rport != cport)
+		die("server accepted port %d, client has port %d", rport, cport);
+	kv_ll(srv, "srv_data", STEP_MS);
+	cmd_send(srv, "exit");
+	chpid = (pid_t)kv_ll(srv, "child_pid", STEP_MS);
+	g_extra[0] = chpid;
+	pclose = kv_ll(srv, "parent_close_ns", STEP_MS);
+	pcclose = kv_ll(srv, "parent_conn_close_ns", STEP_MS);
+	pexit = reap_chan(srv, STEP_MS);
+	/* the parent is gone; the child still holds both sockets */
+	lheld = diag_state(lport, 0) == ST_LISTEN;
+	cst = diag_state(lport, cport);
+	socks = (int)kv_ll(srv, "child_socks", STEP_MS);
+	cexit = kv_ll(srv, "child_exit_ns", g_hold_ms + STEP_MS);
+	/* we are its subreaper since the parent exited */
+	st = wait_pid(chpid, 5000, "inherit-child");
+	g_extra[0] = 0;
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		die("inherit-child failed (status 0x%x)", st);
+	lgone = diag_wait(lport, 0, 0, 1000, NULL);
+	ceof = kv_ll(cli, "client_eof_ns", STEP_MS);
+	cclose = kv_ll(cli, "client_close_ns", STEP_MS);
+	stw = diag_wait(lport, cport, ST_TIME_WAIT, 2000, NULL);
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, ppid, cport, lport);
+	jll("parent_pid", ppid);
+	jll("child_pid", chpid);
+	jll("hold_ms", g_hold_ms);
+	jll("listen_port", lport);
+	jll("conn_lport", lport);
+	jll("conn_rport", rport);
+	jll("parent_close_ns", pclose);
+	jll("parent_conn_close_ns", pcclose);
+	jll("parent_exit_ns", pexit);
+	jbool("listener_after_parent_exit", lheld);
+	jstate("conn_state_after_parent_exit", cst);
+	jll("child_sockets", socks);
+	jll("child_exit_ns", cexit);
+	jbool("listener_gone_after_child_exit", lgone);
+	jll("client_eof_ns", ceof);
+	jll("client_close_ns", cclose);
+	jbool("server_tw", stw);
+	jend();
+}
+
+/* ---- restart: bind() after a server exit, port held by TIME_WAITs ---- */
+
+#define RESTART_CONNS 3
+
+static void rs_server1(const void *arg)
+{
+	struct sockaddr_storage ss;
+	socklen_t l = mkaddr(&ss, g_port);
+	long long t;
+	int lfd, fd;
+
+	(void)arg;
+	lfd = socket(g_fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		die("socket: %s", strerror(errno));
+	if (g_first_reuse)
+		set_reuseaddr(lfd);
+	if (bind(lfd, (struct sockaddr *)&ss, l) < 0)
+		die("bind listener port %d: %s", g_port, strerror(errno));
+	if (listen(lfd, 16) < 0)
+		die("listen: %s", strerror(errno));
+	rep("ready", "%d", sock_port(lfd, 0));
+	for (int i = 0; i < RESTART_CONNS; i++) {
+		fd = do_accept(lfd, STEP_MS);
+		rep("accepted", "%d", sock_port(fd, 1));
+		read_exact(fd, sizeof(hello) - 1, 5000);
+		t = now_ns();
+		close(fd); /* server first: the TIME_WAIT is on our side */
+		rep("server_close_ns", "%lld", t);
+	}
+	cmd_wait("exit", STEP_MS);
+	t = now_ns();
+	close(lfd);
+	rep("listen_close_ns", "%lld", t);
+}
+
+static void rs_client(const void *arg)
+{
+	long long t, t2;
+	int fd, r;
+
+	(void)arg;
+	for (int i = 0; i < RESTART_CONNS; i++) {
+		if (i)
+			cmd_wait("next", STEP_MS);
+		fd = do_connect(0, &t, &t2);
+		rep("client_port", "%d", sock_port(fd, 0));
+		write_all(fd, hello, sizeof(hello) - 1);
+		r = read_to_eof(fd, STEP_MS);
+		if (r)
+			die("client expected EOF, got %s", strerror(r));
+		t = now_ns();
+		close(fd);
+		rep("client_close_ns", "%lld", t);
+	}
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+}
+
+static void rs_server2(const void *arg)
+{
+	struct sockaddr_storage ss;
+	socklen_t l = mkaddr(&ss, g_port);
+	long long t;
+	int fd, err = 0;
+
+	(void)arg;
+	fd = socket(g_fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die("socket: %s", strerror(errno));
+	t = now_ns();
+	if (bind(fd, (struct sockaddr *)&ss, l) < 0)
+		err = errno;
+	rep("bind1", "%d %lld", err, t);
+	if (err) {
+		/* the usual fix: same socket, SO_REUSEADDR, bind again */
+		set_reuseaddr(fd);
+		err = 0;
+		t = now_ns();
+		if (bind(fd, (struct sockaddr *)&ss, l) < 0 || listen(fd, 16) < 0)
+			err = errno;
+		rep("bind2", "%d %lld", err, t);
+	} else if (listen(fd, 16) < 0) {
+		die("listen: %s", strerror(errno));
+	}
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+	close(fd);
+}
+
+static void scen_restart(void)
+{
+	struct chan *s1, *s2, *cli;
+	long long sclose[RESTART_CONNS], lclose, t1 = 0, t2 = 0;
+	int sport, cport[RESTART_CONNS], ntw = 0, err1 = 0, err2 = -1;
+	pid_t s1pid, s2pid, cpid;
+	char *v;
+
+	s1 = spawn("server", rs_server1, NULL);
+	s1pid = s1->pid;
+	sport = (int)kv_ll(s1, "ready", STEP_MS);
+	cli = spawn("client", rs_client, NULL);
+	cpid = cli->pid;
+	for (int i = 0; i < RESTART_CONNS; i++) {
+		if (i)
+			cmd_send(cli, "next");
+		cport[i] = (int)kv_ll(cli, "client_port", STEP_MS);
+		kv_ll(s1, "accepted", STEP_MS);
+		sclose[i] = kv_ll(s1, "server_close_ns", STEP_MS);
+		kv_ll(cli, "client_close_ns", STEP_MS);
+		diag_wait(sport, cport[i], ST_TIME_WAIT, 2000, NULL);
+	}
+	cmd_send(s1, "exit");
+	lclose = kv_ll(s1, "listen_close_ns", STEP_MS);
+	reap_chan(s1, STEP_MS);
+	for (int i = 0; i < RESTART_CONNS; i++)
+		ntw += diag_state(sport, cport[i]) == ST_TIME_WAIT;
+
+	s2 = spawn("server 2", rs_server2, NULL);
+	s2pid = s2->pid;
+	v = kv_get(s2, "bind1", STEP_MS);
+	if (sscanf(v, "%d %lld", &err1, &t1) != 2)
+		die("bad bind1 report '%s'", v);
+	free(v);
+	if (err1) {
+		v = kv_get(s2, "bind2", STEP_MS);
+		if (sscanf(v, "%d %lld", &err2, &t2) != 2)
+			die("bad bind2 report '%s'", v);
+		free(v);
+	}
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, s1pid, cport[0], sport);
+	jll("first_server_pid", s1pid);
+	jll("second_server_pid", s2pid);
+	jbool("first_reuseaddr", g_first_reuse);
+	jkey("client_ports");
+	jraw("[%d,%d,%d]", cport[0], cport[1], cport[2]);
+	jkey("server_close_ns");
+	jraw("[%lld,%lld,%lld]", sclose[0], sclose[1], sclose[2]);
+	jll("listen_close_ns", lclose);
+	jll("tw_count", ntw);
+	jll("bind_errno", err1);
+	if (err1) {
+		jll("bind_fail_ns", t1);
+		jbool("reuseaddr_ok", err2 == 0);
+		jll("reuseaddr_errno", err2);
+		jll("reuseaddr_bind_ns", t2);
+	} else {
+		jnull("bind_fail_ns");
+		jnull("reuseaddr_ok");
+		jnull("reuseaddr_errno");
+		jnull("reuseaddr_bind_ns");
+	}
+	jend();
+}
+
+/* ---- held-port: a listener kept alive by a forked child ---- */
+
+static void held_parent(const void *arg)
+{
+	long long t;
+	int lfd;
+	pid_t pid;
+
+	(void)arg;
+	lfd = mk_listener(g_port);
+	rep("ready", "%d", sock_port(lfd, 0));
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* the holder: keeps lfd (inherited by fork) and nothing else */
+		close(g_cmd_r);
+		close(g_rep_w);
+		g_cmd_r = g_rep_w = -1;
+		sleep_ms(g_hold_ms);
+		_exit(0);
+	}
+	rep("holder_pid", "%d", (int)pid);
+	cmd_wait("exit", STEP_MS);
+	t = now_ns();
+	close(lfd);
+	rep("parent_close_ns", "%lld", t);
+}
+
+static void binder_main(const void *arg)
+{
+	struct sockaddr_storage ss;
+	socklen_t l = mkaddr(&ss, g_port);
+	const char *call = "none";
+	long long t;
+	int fd, err = 0;
+
+	(void)arg;
+	fd = socket(g_fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die("socket: %s", strerror(errno));
+	set_reuseaddr(fd);
+	t = now_ns();
+	if (bind(fd, (struct sockaddr *)&ss, l) < 0) {
+		err = errno;
+		call = "bind";
+	} else if (listen(fd, 16) < 0) {
+		err = errno;
+		call = "listen";
+	}
+	rep("bind", "%d %lld %s", err, t, call);
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+	close(fd);
+}
+
+static void scen_held_port(void)
+{
+	struct chan *srv, *b;
+	long long pclose, pexit, tb, tkill;
+	int sport, held, err, gone;
+	pid_t ppid, holder, bpid;
+	char call[16], *v;
+
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		die("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
+	srv = spawn("server", held_parent, NULL);
+	ppid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	holder = (pid_t)kv_ll(srv, "holder_pid", STEP_MS);
+	g_extra[0] = holder;
+	cmd_send(srv, "exit");
+	pclose = kv_ll(srv, "parent_close_ns", STEP_MS);
+	pexit = reap_chan(srv, STEP_MS);
+	held = diag_state(sport, 0) == ST_LISTEN;
+
+	b = spawn("binder", binder_main, NULL);
+	bpid = b->pid;
+	v = kv_get(b, "bind", STEP_MS);
+	if (sscanf(v, "%d %lld %15s", &err, &tb, call) != 3)
+		die("bad bind report '%s'", v);
+	free(v);
+
+	/*
+	 * The holder stays a while after the failed bind, as it would in
+	 * life: a tracer explains the conflict from what holds the port then.
+	 */
+	sleep_ms(500);
+	tkill = now_ns();
+	kill(holder, SIGKILL);
+	wait_pid(holder, 5000, "holder");
+	g_extra[0] = 0;
+	gone = diag_wait(sport, 0, 0, 1000, NULL);
+	finish_children();
+
+	jbegin();
+	jll("client_pid", bpid);
+	jll("server_pid", ppid);
+	jnull("client_port");
+	jll("server_port", sport);
+	jll("holder_pid", holder);
+	jll("binder_pid", bpid);
+	jll("hold_ms", g_hold_ms);
+	jll("parent_close_ns", pclose);
+	jll("parent_exit_ns", pexit);
+	jbool("listener_held", held);
+	jll("bind_errno", err);
+	jstr("failed_call", call);
+	jll("bind_ns", tb);
+	jll("holder_kill_ns", tkill);
+	jbool("listener_gone", gone);
+	jend();
+}
+
 /* ------------------------------------------------------------------ */
 
 static void run_client_first(void) { scen_basic(M_CF, 0); }
@@ -2093,6 +3043,15 @@ static const struct scenario {
 	{ "two-closes", scen_two_closes },
 	{ "hold", run_hold },
 	{ "reuse-churn", scen_reuse_churn },
+	{ "shutdown", scen_shutdown },
+	{ "killed", scen_killed },
+	{ "exit", scen_exit },
+	{ "linger-wait", scen_linger_wait },
+	{ "inherit", scen_inherit },
+	{ "inherit-child", scen_inherit_child },
+	{ "restart", scen_restart },
+	{ "held-port", scen_held_port },
+	{ "close-wait-leak", scen_close_wait_leak },
 };
 
 static void usage(FILE *f)
@@ -2101,9 +3060,16 @@ static void usage(FILE *f)
 		"usage: ctscen SCENARIO [-6] [--port N] [--cport N] [--delay MS]\n"
 		"              [--gap MS] [--wait-file PATH] [--set-sysctl] [--debug]\n"
 		"              [--addr A] [--count N] [--max-seconds S]  (reuse-churn)\n"
+		"              [--signal N]  (killed)\n"
+		"              [--linger S] [--peer-acks|--peer-silent]  (linger-wait)\n"
+		"              [--hold-ms M]  (inherit, held-port)\n"
+		"              [--leak-ms M] [--first-line]  (close-wait-leak)\n"
+		"              [--first-reuseaddr]  (restart)\n"
 		"scenarios: client-first server-first simultaneous linger0 unread\n"
 		"           close-wait tw-reuse tw-rst tw-expire two-closes hold\n"
-		"           reuse-churn\n");
+		"           reuse-churn shutdown killed exit linger-wait inherit\n"
+		"           restart held-port close-wait-leak\n"
+		"internal:  inherit-child --hold-ms M [--report-fd N]\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, const char *what)
@@ -2133,12 +3099,37 @@ int main(int argc, char **argv)
 		{ "addr", required_argument, NULL, 'a' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "max-seconds", required_argument, NULL, 'M' },
+		{ "signal", required_argument, NULL, 'k' },
+		{ "linger", required_argument, NULL, 'L' },
+		{ "peer-acks", no_argument, NULL, 'A' },
+		{ "peer-silent", no_argument, NULL, 'Z' },
+		{ "hold-ms", required_argument, NULL, 'H' },
+		{ "leak-ms", required_argument, NULL, 'K' },
+		{ "first-line", no_argument, NULL, 'F' },
+		{ "first-reuseaddr", no_argument, NULL, 'R' },
+		{ "report-fd", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const nft_paths[] = {
 		"/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft",
 	};
+	/* options that only some scenarios take, and which */
+	static const struct {
+		int opt;
+		const char *name, *scens;
+	} only[] = {
+		{ 'k', "--signal", " killed " },
+		{ 'L', "--linger", " linger-wait " },
+		{ 'A', "--peer-acks", " linger-wait " },
+		{ 'Z', "--peer-silent", " linger-wait " },
+		{ 'H', "--hold-ms", " inherit inherit-child held-port " },
+		{ 'K', "--leak-ms", " close-wait-leak " },
+		{ 'F', "--first-line", " close-wait-leak " },
+		{ 'R', "--first-reuseaddr", " restart " },
+		{ 'r', "--report-fd", " inherit-child " },
+	};
+	char seen[128] = { 0 }, padded[64];
 	const struct scenario *scen = NULL;
 	struct sigaction sa;
 	int o;
@@ -2172,6 +3163,15 @@ int main(int argc, char **argv)
 		case 'a': g_addr_str = optarg; break;
 		case 'n': g_count = parse_int(optarg, 1, CHURN_MAX_COUNT, "count"); break;
 		case 'M': g_max_seconds = parse_int(optarg, 1, 300, "max-seconds"); break;
+		case 'k': g_signal = parse_int(optarg, 1, 64, "signal"); break;
+		case 'L': g_linger = parse_int(optarg, 1, 300, "linger"); break;
+		case 'A': g_peer_silent = 0; break;
+		case 'Z': g_peer_silent = 1; break;
+		case 'H': g_hold_ms = parse_int(optarg, 0, 600000, "hold-ms"); break;
+		case 'K': g_leak_ms = parse_int(optarg, 0, 600000, "leak-ms"); break;
+		case 'F': g_first_line = 1; break;
+		case 'R': g_first_reuse = 1; break;
+		case 'r': g_report_fd = parse_int(optarg, 3, 1 << 20, "report-fd"); break;
 		case 'w': g_wait_file = optarg; break;
 		case 'S': g_set_sysctl = 1; break;
 		case 'D': g_debug = 1; break;
@@ -2181,7 +3181,30 @@ int main(int argc, char **argv)
 				argv[optind - 1]);
 			return 2;
 		}
+		if (o > 0 && o < (int)sizeof(seen))
+			seen[o] = 1;
 	}
+	snprintf(padded, sizeof(padded), " %s ", g_scen);
+	for (size_t i = 0; i < sizeof(only) / sizeof(only[0]); i++)
+		if (seen[only[i].opt] && !strstr(only[i].scens, padded)) {
+			fprintf(stderr, "ctscen: %s is for%.*s only\n", only[i].name,
+				(int)strlen(only[i].scens) - 1, only[i].scens);
+			return 2;
+		}
+	if (seen['A'] && seen['Z']) {
+		fprintf(stderr, "ctscen: --peer-acks and --peer-silent exclude each other\n");
+		return 2;
+	}
+	if (g_signal == SIGCHLD || g_signal == SIGCONT || g_signal == SIGSTOP ||
+	    g_signal == SIGTSTP || g_signal == SIGTTIN || g_signal == SIGTTOU ||
+	    g_signal == SIGURG || g_signal == SIGWINCH ||
+	    (g_signal > 31 && g_signal < SIGRTMIN) || g_signal > SIGRTMAX) {
+		fprintf(stderr, "ctscen: --signal %d does not terminate a process by default\n",
+			g_signal);
+		return 2;
+	}
+	if (g_hold_ms < 0)
+		g_hold_ms = !strcmp(g_scen, "held-port") ? 3000 : 1500;
 	if (optind != argc) {
 		fprintf(stderr, "ctscen: unexpected argument '%s'\n", argv[optind]);
 		return 2;
@@ -2222,6 +3245,14 @@ int main(int argc, char **argv)
 		g_alarm += (unsigned)g_gap / 1000 + 1;
 	else if (!strcmp(g_scen, "reuse-churn"))
 		g_alarm = (unsigned)g_max_seconds + 15;
+	else if (!strcmp(g_scen, "linger-wait"))
+		g_alarm += (unsigned)g_linger + (unsigned)g_linger / 8 + 1;
+	else if (!strcmp(g_scen, "inherit") || !strcmp(g_scen, "held-port"))
+		g_alarm += (unsigned)g_hold_ms / 1000 + 1;
+	else if (!strcmp(g_scen, "inherit-child"))
+		g_alarm = (unsigned)g_hold_ms / 1000 + 10;
+	else if (!strcmp(g_scen, "close-wait-leak"))
+		g_alarm += (unsigned)g_leak_ms / 1000 + 1;
 	g_alarm_msg_len = (size_t)snprintf(g_alarm_msg, sizeof(g_alarm_msg),
 		"ctscen: %.40s: timed out after %u s (alarm)\n", g_scen, g_alarm);
 	if (g_alarm_msg_len >= sizeof(g_alarm_msg))
