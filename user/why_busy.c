@@ -417,22 +417,6 @@ void why_busy_write_text(const struct why_busy *wb, FILE *f)
 
 /* ---- JSON ---- */
 
-static void json_str(FILE *f, const char *s, size_t max)
-{
-	fputc('"', f);
-	for (size_t i = 0; i < max && s[i]; i++) {
-		unsigned char c = s[i];
-
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
-
 static void json_owners(FILE *f, const struct why_busy *wb, const struct port_socket *s)
 {
 	const struct holder *h = NULL;
@@ -443,7 +427,7 @@ static void json_owners(FILE *f, const struct why_busy *wb, const struct port_so
 	fputs(",\"owners\":[", f);
 	for (int i = 0; h && i < n && i < WHY_BUSY_MAX_OWNERS; i++) {
 		fprintf(f, "%s{\"pid\":%" PRIu32 ",\"comm\":", i ? "," : "", h[i].pid);
-		json_str(f, h[i].comm, sizeof(h[i].comm));
+		json_string(f, h[i].comm, sizeof(h[i].comm));
 		fprintf(f, ",\"fd\":%d}", h[i].fd);
 	}
 	fputc(']', f);
@@ -510,12 +494,12 @@ static void json_scan(FILE *f, const struct why_busy *wb)
 		",\"scan\":{\"fds_read\":%" PRIu64 ",\"elapsed_ms\":%u,\"stopped\":", s->fds_read,
 		s->elapsed_ms);
 	if (s->gave_up)
-		json_str(f, s->why, 32);
+		json_string(f, s->why, 32);
 	else
 		fputs("null", f);
 	fputs(",\"error\":", f);
 	if (wb->scan_err)
-		json_str(f, strerror(-wb->scan_err), 128);
+		json_string(f, strerror(-wb->scan_err), 128);
 	else
 		fputs("null", f);
 	fputc('}', f);
