@@ -97,7 +97,8 @@ $(OUTPUT)/ctscen: tests/helpers/ctscen.c | $(OUTPUT)
 unit: $(UNIT_TESTS)
 	$(Q)$(UNIT_TESTS)
 
-test: $(OUTPUT)/closetrace $(UNIT_TESTS) $(HELPERS) $(OUTPUT)/fuzz_reader $(OUTPUT)/test_sockdiag
+test: $(OUTPUT)/closetrace $(UNIT_TESTS) $(HELPERS) $(OUTPUT)/fuzz_reader $(OUTPUT)/test_sockdiag \
+	$(OUTPUT)/churn $(OUTPUT)/floor
 	$(Q)python3 tests/run_tests.py --build $(OUTPUT)
 
 # regenerate the kernel type header from the running kernel's BTF

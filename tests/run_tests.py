@@ -967,6 +967,20 @@ def t_sockdiag_holders():
               "test_sockdiag: %d %s %s" % (p.returncode, fails[:5], p.stderr[-500:]))
 
 
+def t_bench_smoke():
+    # keeps the benchmark working; numbers are for `make bench`, not for tests
+    for exe in ("churn", "floor"):
+        if not os.path.exists(Ctx.bin(exe)):
+            raise Fail("%s not built (make bench-tools)" % exe) if CI else Skip("%s not built" % exe)
+    out = os.path.join(tmpdir("bench"), "bench.json")
+    p = run(["python3", os.path.join(ROOT, "scripts/bench"), "--build", os.path.join(ROOT, Ctx.build),
+             "--quick", "--configs", "none,floor,closetrace,closetrace-w", "--json-out", out],
+            check_rc=False, timeout=300)
+    check(p.returncode == 0, "bench --quick failed: %s %s" % (p.stdout[-1500:], p.stderr[-1500:]))
+    data = json.load(open(out))
+    check("closetrace" in json.dumps(data), "bench JSON lacks closetrace: %s" % str(data)[:300])
+
+
 def t_tw_reuse_check():
     # tcp_tw_reuse 0/1/2 and two delays, loopback and not: every reuse judged
     p = run([os.path.join(ROOT, "scripts/tw-reuse-check"), "--quick",
@@ -990,7 +1004,7 @@ INTEGRATION = [
     t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions, t_tw_reuse_check,
     t_methods_basic, t_method_shutdown, t_method_exit_and_kill, t_method_linger_wait,
     t_close_deferred_inherited, t_bind_conflict_timewait, t_bind_conflict_held_port,
-    t_why_busy_errors, t_watch_close_wait, t_watch_existing, t_sockdiag_holders,
+    t_why_busy_errors, t_watch_close_wait, t_watch_existing, t_sockdiag_holders, t_bench_smoke,
 ]
 PARALLEL = {t_timewait_expiry}
 
