@@ -120,10 +120,11 @@ int recorder__open(const struct recorder_opts *o, struct recorder **out)
 	}
 	/*
 	 * Raw deflate (no zlib header or adler32: each block has its own
-	 * CRC) with the run-length strategy: records are mostly zero bytes,
-	 * and the recorder must keep up with the ring buffer.
+	 * CRC) at level 1: the recorder must keep up with the ring buffer.
+	 * Measured on real recordings: ~250 MB/s and 7.8x, where the
+	 * run-length strategy gave the same speed and 5.2x.
 	 */
-	if (deflateInit2(&r->z, 1, Z_DEFLATED, -15, 8, Z_RLE) != Z_OK) {
+	if (deflateInit2(&r->z, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
 		recorder__close(r);
 		return -ENOMEM;
 	}
