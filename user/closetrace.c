@@ -447,15 +447,9 @@ int main(int argc, char **argv)
 		die("out of memory");
 		goto cleanup;
 	}
-	if (opts.write_path && !strcmp(opts.write_path, "-")) {
-		if (opts.print) {
-			die("--print cannot share stdout with -w -");
-			err = -EINVAL;
-			goto cleanup;
-		}
-		/* stdout carries the recording: summaries and stats go to stderr */
+	/* stdout carries the recording: summaries and stats go to stderr */
+	if (opts.write_path && !strcmp(opts.write_path, "-"))
 		p.out.out = stderr;
-	}
 
 	skel = closetrace_bpf__open();
 	if (!skel) {

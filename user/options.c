@@ -291,6 +291,8 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 			fail("--rotate and --print go with -w");
 		if (o->rotate_size && o->write_path && !strcmp(o->write_path, "-"))
 			fail("--rotate needs a file, not stdout");
+		if (o->print && o->write_path && !strcmp(o->write_path, "-"))
+			fail("--print cannot share stdout with -w -");
 		if (o->interval && !o->summary)
 			fail("-i goes with --summary");
 		if (o->tw_reuse && o->summary)

@@ -136,6 +136,12 @@ static void test_options_invalid(void)
 	CHECK(parse_quiet(ARGC("-d", "x"), ARGV("-d", "x"), &o) == -1);
 	CHECK(parse_quiet(ARGC("--nope"), ARGV("--nope"), &o) == -1);
 	CHECK(parse_quiet(ARGC("extra"), ARGV("extra"), &o) == -1);
+	CHECK(parse_quiet(ARGC("-w", "-", "--print"), ARGV("-w", "-", "--print"), &o) == -1);
+	CHECK(parse_quiet(ARGC("-r", "f", "-w", "g"), ARGV("-r", "f", "-w", "g"), &o) == -1);
+	CHECK(parse_quiet(ARGC("--rotate", "1M"), ARGV("--rotate", "1M"), &o) == -1);
+	CHECK(parse_quiet(ARGC("-i", "1"), ARGV("-i", "1"), &o) == -1);
+	CHECK(parse_quiet(ARGC("--watch", "0"), ARGV("--watch", "0"), &o) == -1);
+	CHECK(parse_quiet(ARGC("--summary", "--tw-reuse"), ARGV("--summary", "--tw-reuse"), &o) == -1);
 }
 
 static void test_duration_format(void)
