@@ -402,21 +402,34 @@ static __always_inline void set_owner_current(__u32 *pid, char *comm)
 	bpf_get_current_comm(comm, CT_COMM_LEN);
 }
 
+/* a record about a tracked connection, its identity filled in; NULL if filtered or lost */
+static __always_inline struct ct_record *sock_record(__u8 kind, struct ct_sock *si,
+						      const struct ct_tuple *t, int *ring)
+{
+	struct ct_record *r;
+
+	if (!wanted(si->pid, t))
+		return NULL;
+	r = record_new(kind, t, ring);
+	if (!r)
+		return NULL;
+	r->conn_id = si->conn_id;
+	r->pid = si->pid;
+	r->flags = si->flags;
+	r->initiator = si->initiator;
+	__builtin_memcpy(r->comm, si->comm, CT_COMM_LEN);
+	return r;
+}
+
 static __always_inline void emit_close(struct ct_sock *si, const struct ct_tuple *t)
 {
 	struct ct_record *r;
 	int ring;
 
-	if (!wanted(si->pid, t))
-		return;
-	r = record_new(CT_REC_CLOSE, t, &ring);
+	r = sock_record(CT_REC_CLOSE, si, t, &ring);
 	if (!r)
 		return;
-	r->conn_id = si->conn_id;
-	r->pid = si->pid;
-	r->flags = si->flags;
 	r->visited = si->visited;
-	r->initiator = si->initiator;
 	r->method = si->method;
 	r->app_method = si->app_method;
 	r->exit_signal = si->exit_signal;
@@ -424,7 +437,6 @@ static __always_inline void emit_close(struct ct_sock *si, const struct ct_tuple
 	r->linger_ns = si->linger_ns;
 	r->ino = si->ino;
 	__builtin_memcpy(r->state_ns, si->state_ns, sizeof(r->state_ns));
-	__builtin_memcpy(r->comm, si->comm, CT_COMM_LEN);
 	record_submit(r, ring);
 }
 
@@ -433,18 +445,13 @@ static __always_inline void emit_state(struct ct_sock *si, const struct ct_tuple
 	struct ct_record *r;
 	int ring;
 
-	if (!emit_states || !wanted(si->pid, t))
+	if (!emit_states)
 		return;
-	r = record_new(CT_REC_STATE, t, &ring);
+	r = sock_record(CT_REC_STATE, si, t, &ring);
 	if (!r)
 		return;
-	r->conn_id = si->conn_id;
-	r->pid = si->pid;
-	r->flags = si->flags;
-	r->initiator = si->initiator;
 	r->oldstate = old;
 	r->newstate = new;
-	__builtin_memcpy(r->comm, si->comm, CT_COMM_LEN);
 	record_submit(r, ring);
 }
 
@@ -453,15 +460,9 @@ static __always_inline void emit_connect_fail(struct ct_sock *si, const struct c
 	struct ct_record *r;
 	int ring;
 
-	if (!wanted(si->pid, t))
-		return;
-	r = record_new(CT_REC_CONNECT_FAIL, t, &ring);
-	if (!r)
-		return;
-	r->conn_id = si->conn_id;
-	r->pid = si->pid;
-	__builtin_memcpy(r->comm, si->comm, CT_COMM_LEN);
-	record_submit(r, ring);
+	r = sock_record(CT_REC_CONNECT_FAIL, si, t, &ring);
+	if (r)
+		record_submit(r, ring);
 }
 
 /* Owner of a socket first seen mid-life: the -p process if it held it at start-up. */

@@ -1438,12 +1438,29 @@ static void scen_basic(enum mode mode, int hold)
 
 /* ---- simultaneous close ---- */
 
-static void nft_setup(int port)
+/* run "nft -f -" on script (n bytes), after removing a stale table */
+static void nft_load(const char *script, int n)
 {
 	static char a0[] = "nft", a1[] = "-f", a2[] = "/dev/stdin";
 	char *argv[] = { a0, a1, a2, NULL };
+	int p[2], rc;
+
+	if (pipe2(p, O_CLOEXEC))
+		die("pipe: %s", strerror(errno));
+	if (write(p[1], script, (size_t)n) != n)
+		die("pipe write: %s", strerror(errno));
+	close(p[1]);
+	g_nft_active = 1;
+	rc = nft_exec(argv, p[0], 0);
+	close(p[0]);
+	if (rc)
+		die("nft -f failed (rc %d)", rc);
+}
+
+static void nft_setup(int port)
+{
 	char script[768];
-	int p[2], n, rc;
+	int n;
 
 	if (!g_nft_path[0])
 		die("nft binary not found");
@@ -1456,16 +1473,7 @@ static void nft_setup(int port)
 		     "    tcp sport %d tcp flags & fin == fin counter drop\n"
 		     "  }\n"
 		     "}\n", port, port);
-	if (pipe2(p, O_CLOEXEC))
-		die("pipe: %s", strerror(errno));
-	if (write(p[1], script, (size_t)n) != n)
-		die("pipe write: %s", strerror(errno));
-	close(p[1]);
-	g_nft_active = 1;
-	rc = nft_exec(argv, p[0], 0);
-	close(p[0]);
-	if (rc)
-		die("nft -f failed (rc %d)", rc);
+	nft_load(script, n);
 }
 
 static int cap_open(void)
@@ -2424,10 +2432,8 @@ static void scen_exit(void)
 /* linger-wait --peer-silent: drop every segment server port -> client port */
 static void nft_setup_drop(int sport, int cport)
 {
-	static char a0[] = "nft", a1[] = "-f", a2[] = "/dev/stdin";
-	char *argv[] = { a0, a1, a2, NULL };
 	char script[512];
-	int p[2], n, rc;
+	int n;
 
 	if (!g_nft_path[0])
 		die("nft binary not found");
@@ -2439,16 +2445,7 @@ static void nft_setup_drop(int sport, int cport)
 		     "    tcp sport %d tcp dport %d counter drop\n"
 		     "  }\n"
 		     "}\n", g_nft_table, sport, cport);
-	if (pipe2(p, O_CLOEXEC))
-		die("pipe: %s", strerror(errno));
-	if (write(p[1], script, (size_t)n) != n)
-		die("pipe write: %s", strerror(errno));
-	close(p[1]);
-	g_nft_active = 1;
-	rc = nft_exec(argv, p[0], 0);
-	close(p[0]);
-	if (rc)
-		die("nft -f failed (rc %d)", rc);
+	nft_load(script, n);
 }
 
 static void scen_linger_wait(void)
