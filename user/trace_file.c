@@ -304,6 +304,10 @@ static struct trace_reader *reader_init(FILE *f, char *err, size_t errlen)
 	}
 	rd->f = f;
 	got = fread(&rd->h, 1, sizeof(rd->h), f);
+	if (ferror(f)) {
+		snprintf(err, errlen, "cannot read: %s", strerror(errno));
+		goto fail;
+	}
 	if (got < 8 || memcmp(rd->h.magic, CT_FILE_MAGIC, 8)) {
 		snprintf(err, errlen, got == 0 ? "empty file, not a closetrace recording" :
 						 "not a closetrace recording (bad magic)");
