@@ -377,6 +377,23 @@ def t_timewait_reset():
         tr.stop()
 
 
+def t_timewait_netns_exit():
+    # inet_twsk_purge() at namespace teardown ends the TIME_WAIT early
+    ns = Netns("twpurge")
+    ns.__enter__()
+    try:
+        with traced(ns) as tr:
+            s = scenario(ns, "client-first")
+            tr.wait_for(lambda r: len(closes(r)) >= 2, 10, "the closes")
+            run(["ip", "netns", "del", ns.name])
+            recs = tr.wait_for(lambda r: len(tws(r)) >= 1, 15, "the purged TIME_WAIT")
+            t = one(tws(recs, lport=s["client_port"]), "client timewait")
+            check(t["end"] == "netns-exit", "end %s" % t["end"])
+            tr.stop()
+    finally:
+        ns.__exit__()
+
+
 def t_timewait_not_created():
     with Netns("twfull", {"net.ipv4.tcp_max_tw_buckets": "1"}) as ns, traced(ns) as tr:
         s = scenario(ns, "two-closes")
@@ -996,7 +1013,7 @@ INTEGRATION = [
     t_client_closes_first, t_server_closes_first, t_simultaneous_close,
     t_linger0_reset, t_unread_data_reset, t_close_wait_duration, t_ipv6,
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
-    t_timewait_not_created, t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
+    t_timewait_not_created, t_timewait_netns_exit, t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
     t_states_mode,
     t_stats_at_exit, t_errors, t_smoke_sigterm, t_classic_tracepoints,
     t_record_replay_identical, t_recorder_sigkill, t_truncated_and_corrupt_files,
