@@ -377,6 +377,32 @@ def t_timewait_reset():
         tr.stop()
 
 
+SYN_KILL = r"""
+import json, socket, time
+R = socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+srv = socket.socket(); srv.setsockopt(*R); srv.bind(("127.0.0.1", 7009)); srv.listen()
+c = socket.socket(); c.setsockopt(*R); c.bind(("127.0.0.1", 7100)); c.connect(("127.0.0.1", 7009))
+a, _ = srv.accept()
+a.close()                      # the server closes first...
+c.recv(1); c.close()           # ...so its side keeps the TIME_WAIT (7009 <-> 7100)
+time.sleep(0.3)
+c2 = socket.socket(); c2.setsockopt(*R); c2.bind(("127.0.0.1", 7100))
+c2.connect(("127.0.0.1", 7009))  # a new SYN on that 4-tuple: TCP_TW_SYN
+a2, _ = srv.accept()
+print(json.dumps({"ok": True}))
+"""
+
+
+def t_timewait_syn_kill():
+    with Netns("twsyn") as ns, traced(ns) as tr:
+        p = run(ns.cmd(["python3", "-c", SYN_KILL]), timeout=30)
+        check(json.loads(p.stdout)["ok"], "scenario")
+        recs = tr.wait_for(lambda r: len(tws(r, lport=7009)) >= 1, 10, "the server's TIME_WAIT end")
+        t = one(tws(recs, lport=7009, rport=7100), "server timewait")
+        check(t["end"] == "syn", "end %s" % t["end"])
+        tr.stop()
+
+
 def t_timewait_netns_exit():
     # inet_twsk_purge() at namespace teardown ends the TIME_WAIT early
     ns = Netns("twpurge")
@@ -1013,7 +1039,8 @@ INTEGRATION = [
     t_client_closes_first, t_server_closes_first, t_simultaneous_close,
     t_linger0_reset, t_unread_data_reset, t_close_wait_duration, t_ipv6,
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
-    t_timewait_not_created, t_timewait_netns_exit, t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
+    t_timewait_not_created, t_timewait_netns_exit, t_timewait_syn_kill,
+    t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
     t_states_mode,
     t_stats_at_exit, t_errors, t_smoke_sigterm, t_classic_tracepoints,
     t_record_replay_identical, t_recorder_sigkill, t_truncated_and_corrupt_files,
