@@ -403,6 +403,21 @@ def t_timewait_syn_kill():
         tr.stop()
 
 
+def t_timewait_fin_wait2_timeout():
+    # an orphaned FIN_WAIT2 whose peer never sends its FIN (tcp_fin_timeout=2)
+    with Netns("fw2", {"net.ipv4.tcp_fin_timeout": "2"}) as ns, traced(ns) as tr:
+        s = scenario(ns, "close-wait-leak", "--leak-ms", "4000")
+        recs = tr.wait_for(lambda r: len(tws(r, lport=s["client_port"])) >= 1, 10,
+                           "the client's FIN_WAIT2 timeout")
+        t = one(tws(recs, lport=s["client_port"]), "client timewait")
+        check(t["end"] == "fin-wait2-timeout", "end %s" % t["end"])
+        check(1.5e9 <= t["states"].get("FIN_WAIT2", 0) <= 4e9, "FIN_WAIT2 %s" % t["states"])
+        check(t["duration_ns"] == 0, "no TIME_WAIT proper: %s" % t["duration_ns"])
+        c = one(closes(recs, lport=s["client_port"]), "client close")
+        check(c["timewait_substate"] == "FIN_WAIT2", "substate %s" % c)
+        tr.stop()
+
+
 def t_timewait_netns_exit():
     # inet_twsk_purge() at namespace teardown ends the TIME_WAIT early
     ns = Netns("twpurge")
@@ -1040,6 +1055,7 @@ INTEGRATION = [
     t_linger0_reset, t_unread_data_reset, t_close_wait_duration, t_ipv6,
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
     t_timewait_not_created, t_timewait_netns_exit, t_timewait_syn_kill,
+    t_timewait_fin_wait2_timeout,
     t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
     t_states_mode,
     t_stats_at_exit, t_errors, t_smoke_sigterm, t_classic_tracepoints,
