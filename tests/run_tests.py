@@ -418,6 +418,41 @@ def t_timewait_fin_wait2_timeout():
         tr.stop()
 
 
+RETRANS_TIMEOUT = r"""
+import errno, json, socket, subprocess, time
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 7010)); srv.listen()
+c = socket.create_connection(("127.0.0.1", 7010)); a, _ = srv.accept()
+port = c.getsockname()[1]
+# every segment from the client is lost from now on
+subprocess.run(["nft", "-f", "-"], check=True, input=b"table inet ct_rto {\n chain o {\n  type filter "
+               b"hook output priority 0; policy accept;\n  tcp sport %d drop\n }\n}\n" % port)
+try:
+    c.send(b"x" * 10)
+    c.settimeout(20)
+    try:
+        c.recv(1)
+        err = 0
+    except OSError as e:
+        err = e.errno
+finally:
+    subprocess.run(["nft", "delete", "table", "inet", "ct_rto"])
+print(json.dumps({"client_port": port, "errno": err}))
+"""
+
+
+def t_retransmission_timeout():
+    with Netns("rto", {"net.ipv4.tcp_retries2": "2"}) as ns, traced(ns) as tr:
+        p = run(ns.cmd(["python3", "-c", RETRANS_TIMEOUT]), timeout=60)
+        s = json.loads(p.stdout)
+        check(s["errno"] == 110, "the client did not time out: %s" % s)  # ETIMEDOUT
+        recs = tr.wait_for(lambda r: len(closes(r, lport=s["client_port"])) == 1, 10,
+                           "the timed-out close")
+        c = one(closes(recs, lport=s["client_port"]), "client close")
+        check(c["initiator"] == "timeout", "initiator %s" % c["initiator"])
+        tr.stop()
+
+
 def t_timewait_netns_exit():
     # inet_twsk_purge() at namespace teardown ends the TIME_WAIT early
     ns = Netns("twpurge")
@@ -1055,7 +1090,7 @@ INTEGRATION = [
     t_linger0_reset, t_unread_data_reset, t_close_wait_duration, t_ipv6,
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
     t_timewait_not_created, t_timewait_netns_exit, t_timewait_syn_kill,
-    t_timewait_fin_wait2_timeout,
+    t_timewait_fin_wait2_timeout, t_retransmission_timeout,
     t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
     t_states_mode,
     t_stats_at_exit, t_errors, t_smoke_sigterm, t_classic_tracepoints,
