@@ -52,7 +52,7 @@ $(OUTPUT):
 	$(Q)mkdir -p $@
 
 $(OUTPUT)/vmlinux.h: $(VMLINUX) | $(OUTPUT)
-	$(Q)ln -sf ../$(VMLINUX) $@
+	$(Q)ln -sf $(abspath $(VMLINUX)) $@
 
 $(OUTPUT)/%.bpf.o: bpf/%.bpf.c bpf/closetrace.h bpf/compat.bpf.h bpf/summary_account.h $(OUTPUT)/vmlinux.h | $(OUTPUT) check-deps
 	$(call msg,BPF,$@)

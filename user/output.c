@@ -157,116 +157,254 @@ void json_string(FILE *f, const char *s, size_t max)
 	fputc('"', f);
 }
 
-static void json_states(FILE *f, const struct ct_record *r)
+/*
+ * A JSON line is built in memory with these and written at once: at full
+ * connection churn, fprintf() was most of the loader's CPU.
+ */
+struct line {
+	size_t n;
+	char b[2048];
+};
+
+static void put_mem(struct line *l, const char *s, size_t n)
+{
+	if (l->n + n > sizeof(l->b))
+		n = sizeof(l->b) - l->n;
+	memcpy(l->b + l->n, s, n);
+	l->n += n;
+}
+
+#define put_lit(l, s) put_mem(l, s, sizeof(s) - 1)
+
+static void put_str(struct line *l, const char *s)
+{
+	put_mem(l, s, strlen(s));
+}
+
+static void put_u64(struct line *l, unsigned long long v)
+{
+	char t[24];
+	int i = sizeof(t);
+
+	do
+		t[--i] = '0' + v % 10;
+	while (v /= 10);
+	put_mem(l, t + i, sizeof(t) - i);
+}
+
+static void put_i64(struct line *l, long long v)
+{
+	if (v < 0) {
+		put_lit(l, "-");
+		put_u64(l, -(unsigned long long)v);
+	} else {
+		put_u64(l, v);
+	}
+}
+
+static void put_bool(struct line *l, bool b)
+{
+	if (b)
+		put_lit(l, "true");
+	else
+		put_lit(l, "false");
+}
+
+/* ,"key":"value" and ,"key":number */
+static void put_kstr(struct line *l, const char *key, const char *v)
+{
+	put_lit(l, ",\"");
+	put_str(l, key);
+	put_lit(l, "\":\"");
+	put_str(l, v);
+	put_lit(l, "\"");
+}
+
+static void put_knum(struct line *l, const char *key, unsigned long long v)
+{
+	put_lit(l, ",\"");
+	put_str(l, key);
+	put_lit(l, "\":");
+	put_u64(l, v);
+}
+
+static void put_kbool(struct line *l, const char *key, bool v)
+{
+	put_lit(l, ",\"");
+	put_str(l, key);
+	put_lit(l, "\":");
+	put_bool(l, v);
+}
+
+static void put_jstring(struct line *l, const char *s, size_t max)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	put_lit(l, "\"");
+	for (size_t i = 0; i < max && s[i]; i++) {
+		unsigned char c = s[i];
+		char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+
+		if (c == '"' || c == '\\') {
+			e[1] = c;
+			put_mem(l, e, 2);
+		} else if (c < 0x20 || c >= 0x7f) {
+			put_mem(l, e, 6);
+		} else {
+			put_mem(l, (const char *)&c, 1);
+		}
+	}
+	put_lit(l, "\"");
+}
+
+static void json_states(struct line *l, const struct ct_record *r)
 {
 	bool first = true;
 
-	fputs(",\"states\":{", f);
+	put_lit(l, ",\"states\":{");
 	for (int s = 1; s < CT_NSTATES; s++) {
 		if (!(r->visited & (1u << s)) || s == TCP_CLOSE || s == TCP_LISTEN)
 			continue;
-		fprintf(f, "%s\"%s\":%llu", first ? "" : ",", state_name(s),
-			(unsigned long long)r->state_ns[s]);
+		if (!first)
+			put_lit(l, ",");
+		put_lit(l, "\"");
+		put_str(l, state_name(s));
+		put_lit(l, "\":");
+		put_u64(l, r->state_ns[s]);
 		first = false;
 	}
-	fputc('}', f);
+	put_lit(l, "}");
 }
 
-static void json_method(FILE *f, const struct ct_record *r)
+static void json_method(struct line *l, const struct ct_record *r)
 {
-	fprintf(f, ",\"method\":\"%s\"", method_name(r->method));
+	put_kstr(l, "method", method_name(r->method));
 	if (r->method == CT_M_FIN || r->method == CT_M_RST || r->app_method) {
-		fprintf(f, ",\"app_method\":\"%s\"", method_name(r->app_method));
+		put_kstr(l, "app_method", method_name(r->app_method));
 		if (r->visited & (1u << TCP_CLOSE_WAIT))
-			fprintf(f, ",\"app_close_ns\":%llu",
-				(unsigned long long)r->state_ns[TCP_CLOSE_WAIT]);
+			put_knum(l, "app_close_ns", r->state_ns[TCP_CLOSE_WAIT]);
 	}
-	if (r->flags & CT_F_EXITING)
-		fprintf(f, ",\"exiting\":true,\"exit_signal\":%u", r->exit_signal);
-	if (r->method == CT_M_LINGER_WAIT || r->app_method == CT_M_LINGER_WAIT)
-		fprintf(f, ",\"linger\":\"%s\",\"linger_ns\":%llu", linger_name(r->linger),
-			(unsigned long long)r->linger_ns);
+	if (r->flags & CT_F_EXITING) {
+		put_kbool(l, "exiting", true);
+		put_knum(l, "exit_signal", r->exit_signal);
+	}
+	if (r->method == CT_M_LINGER_WAIT || r->app_method == CT_M_LINGER_WAIT) {
+		put_kstr(l, "linger", linger_name(r->linger));
+		put_knum(l, "linger_ns", r->linger_ns);
+	}
 	if (r->ino)
-		fprintf(f, ",\"inode\":%llu", (unsigned long long)r->ino);
+		put_knum(l, "inode", r->ino);
+}
+
+static void json_kind_fields(struct line *l, const struct ct_record *r)
+{
+	switch (r->kind) {
+	case CT_REC_CLOSE:
+		json_states(l, r);
+		json_method(l, r);
+		put_kbool(l, "timewait", r->flags & CT_F_TIMEWAIT);
+		if (r->flags & CT_F_TIMEWAIT)
+			put_kstr(l, "timewait_substate",
+				 r->flags & CT_F_TW_FIN_WAIT2 ? "FIN_WAIT2" : "TIME_WAIT");
+		put_kbool(l, "rst_sent", r->flags & CT_F_RST_SENT);
+		put_kbool(l, "rst_received", r->flags & CT_F_RST_RECEIVED);
+		put_kbool(l, "preexisting", r->flags & CT_F_PREEXISTING);
+		break;
+	case CT_REC_TIMEWAIT:
+		json_states(l, r);
+		put_kstr(l, "end", tw_end_name(r->tw_end));
+		put_knum(l, "duration_ns", r->tw_ns);
+		put_knum(l, "tw_sock_ns", r->tw_sock_ns);
+		if (r->tw_end == CT_TW_REUSED) {
+			put_knum(l, "reuse_pid", r->reuse_pid);
+			put_lit(l, ",\"reuse_comm\":");
+			put_jstring(l, r->reuse_comm, CT_COMM_LEN);
+		}
+		break;
+	case CT_REC_STATE:
+		put_kstr(l, "oldstate", state_name(r->oldstate));
+		put_kstr(l, "newstate", state_name(r->newstate));
+		break;
+	case CT_REC_CLOSE_DEFERRED:
+		put_knum(l, "fd", r->fd);
+		put_knum(l, "refs_left", r->refs);
+		put_kstr(l, "state", state_name(r->state));
+		put_knum(l, "inode", r->ino);
+		break;
+	case CT_REC_BIND_CONFLICT:
+		put_kstr(l, "syscall", syscall_name(r->syscall));
+		put_kstr(l, "error", "EADDRINUSE");
+		put_knum(l, "fd", r->fd);
+		put_kstr(l, "state", state_name(r->state));
+		break;
+	case CT_REC_HOLDER:
+		put_lit(l, ",\"fd\":");
+		put_i64(l, r->pid ? (long long)r->fd : -1);
+		put_knum(l, "inode", r->ino);
+		put_kstr(l, "state", state_name(r->state));
+		put_kbool(l, "incomplete", r->flags & CT_F_INCOMPLETE);
+		break;
+	case CT_REC_PORT_USER:
+		put_kstr(l, "state", state_name(r->state));
+		put_knum(l, "inode", r->ino);
+		if (r->state == TCP_TIME_WAIT) {
+			put_knum(l, "count", r->refs);
+			put_knum(l, "oldest_age_ns", r->age_ns);
+			put_knum(l, "last_expires_ns", r->expires_ns);
+		} else {
+			put_lit(l, ",\"owner_fd\":");
+			put_i64(l, r->pid ? (long long)r->fd : -1);
+		}
+		put_kbool(l, "incomplete", r->flags & CT_F_INCOMPLETE);
+		break;
+	case CT_REC_WATCH:
+		put_kstr(l, "state", state_name(r->state));
+		put_knum(l, "age_ns", r->age_ns);
+		put_kbool(l, "age_at_least", r->flags & CT_F_AGE_AT_LEAST);
+		put_kbool(l, "closed", r->flags & CT_F_WATCH_CLOSED);
+		break;
+	case CT_REC_WATCH_COUNT:
+		put_kstr(l, "state", state_name(r->state));
+		put_knum(l, "count", r->refs);
+		put_knum(l, "oldest_age_ns", r->age_ns);
+		break;
+	}
 }
 
 static void output_json(const struct ct_output *o, const struct ct_record *r)
 {
-	FILE *f = o->out;
-	char la[INET6_ADDRSTRLEN], ra[INET6_ADDRSTRLEN];
+	char la[INET6_ADDRSTRLEN], ra[INET6_ADDRSTRLEN], frac[7];
 	int64_t real = (int64_t)r->ts_ns + o->mono_to_real_ns;
+	long long us = real % 1000000000 / 1000;
+	struct line l;
 
+	l.n = 0;
 	format_addr(r->family, r->laddr, la, sizeof(la));
 	format_addr(r->family, r->raddr, ra, sizeof(ra));
-	fprintf(f, "{\"event\":\"%s\",\"conn_id\":%llu,\"ts\":%lld.%06lld,\"ts_ns\":%llu,\"pid\":%u,\"comm\":",
-		event_name(r->kind), (unsigned long long)r->conn_id, (long long)(real / 1000000000),
-		(long long)(real % 1000000000 / 1000), (unsigned long long)r->ts_ns, r->pid);
-	json_string(f, r->comm, CT_COMM_LEN);
-	fprintf(f, ",\"family\":\"%s\",\"laddr\":\"%s\",\"lport\":%u,\"raddr\":\"%s\",\"rport\":%u,\"netns\":%u,\"initiator\":\"%s\"",
-		family_name(r->family), la, r->lport, ra, r->rport, r->netns,
-		initiator_name(r->initiator));
-	switch (r->kind) {
-	case CT_REC_CLOSE:
-		json_states(f, r);
-		json_method(f, r);
-		fprintf(f, ",\"timewait\":%s", r->flags & CT_F_TIMEWAIT ? "true" : "false");
-		if (r->flags & CT_F_TIMEWAIT)
-			fprintf(f, ",\"timewait_substate\":\"%s\"",
-				r->flags & CT_F_TW_FIN_WAIT2 ? "FIN_WAIT2" : "TIME_WAIT");
-		fprintf(f, ",\"rst_sent\":%s,\"rst_received\":%s,\"preexisting\":%s",
-			r->flags & CT_F_RST_SENT ? "true" : "false",
-			r->flags & CT_F_RST_RECEIVED ? "true" : "false",
-			r->flags & CT_F_PREEXISTING ? "true" : "false");
-		break;
-	case CT_REC_TIMEWAIT:
-		json_states(f, r);
-		fprintf(f, ",\"end\":\"%s\",\"duration_ns\":%llu,\"tw_sock_ns\":%llu", tw_end_name(r->tw_end),
-			(unsigned long long)r->tw_ns, (unsigned long long)r->tw_sock_ns);
-		if (r->tw_end == CT_TW_REUSED) {
-			fprintf(f, ",\"reuse_pid\":%u,\"reuse_comm\":", r->reuse_pid);
-			json_string(f, r->reuse_comm, CT_COMM_LEN);
-		}
-		break;
-	case CT_REC_STATE:
-		fprintf(f, ",\"oldstate\":\"%s\",\"newstate\":\"%s\"", state_name(r->oldstate),
-			state_name(r->newstate));
-		break;
-	case CT_REC_CLOSE_DEFERRED:
-		fprintf(f, ",\"fd\":%u,\"refs_left\":%u,\"state\":\"%s\",\"inode\":%llu", r->fd,
-			r->refs, state_name(r->state), (unsigned long long)r->ino);
-		break;
-	case CT_REC_BIND_CONFLICT:
-		fprintf(f, ",\"syscall\":\"%s\",\"error\":\"EADDRINUSE\",\"fd\":%u,\"state\":\"%s\"",
-			syscall_name(r->syscall), r->fd, state_name(r->state));
-		break;
-	case CT_REC_HOLDER:
-		fprintf(f, ",\"fd\":%d,\"inode\":%llu,\"state\":\"%s\",\"incomplete\":%s",
-			r->pid ? (int)r->fd : -1, (unsigned long long)r->ino, state_name(r->state),
-			r->flags & CT_F_INCOMPLETE ? "true" : "false");
-		break;
-	case CT_REC_PORT_USER:
-		fprintf(f, ",\"state\":\"%s\",\"inode\":%llu", state_name(r->state),
-			(unsigned long long)r->ino);
-		if (r->state == TCP_TIME_WAIT)
-			fprintf(f, ",\"count\":%u,\"oldest_age_ns\":%llu,\"last_expires_ns\":%llu",
-				r->refs, (unsigned long long)r->age_ns,
-				(unsigned long long)r->expires_ns);
-		else
-			fprintf(f, ",\"owner_fd\":%d", r->pid ? (int)r->fd : -1);
-		fprintf(f, ",\"incomplete\":%s", r->flags & CT_F_INCOMPLETE ? "true" : "false");
-		break;
-	case CT_REC_WATCH:
-		fprintf(f, ",\"state\":\"%s\",\"age_ns\":%llu,\"age_at_least\":%s,\"closed\":%s",
-			state_name(r->state), (unsigned long long)r->age_ns,
-			r->flags & CT_F_AGE_AT_LEAST ? "true" : "false",
-			r->flags & CT_F_WATCH_CLOSED ? "true" : "false");
-		break;
-	case CT_REC_WATCH_COUNT:
-		fprintf(f, ",\"state\":\"%s\",\"count\":%u,\"oldest_age_ns\":%llu",
-			state_name(r->state), r->refs, (unsigned long long)r->age_ns);
-		break;
-	}
-	fputs("}\n", f);
+	put_lit(&l, "{\"event\":\"");
+	put_str(&l, event_name(r->kind));
+	put_lit(&l, "\"");
+	put_knum(&l, "conn_id", r->conn_id);
+	put_lit(&l, ",\"ts\":");
+	put_i64(&l, real / 1000000000);
+	for (int i = 5; i >= 0; i--, us /= 10)
+		frac[i] = '0' + (us < 0 ? 0 : us % 10);
+	put_lit(&l, ".");
+	put_mem(&l, frac, 6);
+	put_knum(&l, "ts_ns", r->ts_ns);
+	put_knum(&l, "pid", r->pid);
+	put_lit(&l, ",\"comm\":");
+	put_jstring(&l, r->comm, CT_COMM_LEN);
+	put_kstr(&l, "family", family_name(r->family));
+	put_kstr(&l, "laddr", la);
+	put_knum(&l, "lport", r->lport);
+	put_kstr(&l, "raddr", ra);
+	put_knum(&l, "rport", r->rport);
+	put_knum(&l, "netns", r->netns);
+	put_kstr(&l, "initiator", initiator_name(r->initiator));
+	json_kind_fields(&l, r);
+	put_lit(&l, "}\n");
+	fwrite(l.b, 1, l.n, o->out);
 }
 
 void output_header(const struct ct_output *o)
