@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /* Rendering records: the live table and JSON lines. */
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -90,16 +91,32 @@ void format_addr(uint16_t family, const uint8_t *addr, char *buf, size_t len)
 		snprintf(buf, len, "?");
 }
 
+/* fixed point, rounded half up: no floating point on the hot path */
 void format_duration(uint64_t ns, char *buf, size_t len)
 {
-	if (ns < 1000)
-		snprintf(buf, len, "%lluns", (unsigned long long)ns);
-	else if (ns < 1000000)
-		snprintf(buf, len, "%.1fus", ns / 1e3);
-	else if (ns < 1000000000)
-		snprintf(buf, len, "%.2fms", ns / 1e6);
-	else
-		snprintf(buf, len, "%.2fs", ns / 1e9);
+	static const struct {
+		uint64_t limit, unit;
+		int decimals;
+		const char *suffix;
+	} scale[] = {
+		{ 1000, 1, 0, "ns" },
+		{ 1000000, 100, 1, "us" },
+		{ 1000000000, 10000, 2, "ms" },
+		{ UINT64_MAX, 10000000, 2, "s" },
+	};
+	size_t i = 0;
+	uint64_t v, div;
+
+	while (ns >= scale[i].limit && i < sizeof(scale) / sizeof(scale[0]) - 1)
+		i++;
+	if (!scale[i].decimals) {
+		snprintf(buf, len, "%llu%s", (unsigned long long)ns, scale[i].suffix);
+		return;
+	}
+	v = (ns + scale[i].unit / 2) / scale[i].unit; /* in 10^-decimals of the unit */
+	div = scale[i].decimals == 1 ? 10 : 100;
+	snprintf(buf, len, "%llu.%0*llu%s", (unsigned long long)(v / div), scale[i].decimals,
+		 (unsigned long long)(v % div), scale[i].suffix);
 }
 
 static const char *family_name(uint16_t family)
@@ -179,6 +196,38 @@ static void put_mem(struct line *l, const char *s, size_t n)
 static void put_str(struct line *l, const char *s)
 {
 	put_mem(l, s, strlen(s));
+}
+
+/* at most max bytes of s, padded with spaces to width */
+static void put_pad(struct line *l, const char *s, size_t max, size_t width)
+{
+	size_t n = strnlen(s, max);
+
+	put_mem(l, s, n);
+	while (n++ < width)
+		put_mem(l, " ", 1);
+}
+
+static void put_fmt(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put_fmt(struct line *l, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(l->b + l->n, sizeof(l->b) - l->n, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		l->n += (size_t)n < sizeof(l->b) - l->n ? (size_t)n : sizeof(l->b) - l->n - 1;
+}
+
+static void put_duration(struct line *l, uint64_t ns)
+{
+	char d[32];
+
+	format_duration(ns, d, sizeof(d));
+	put_str(l, d);
 }
 
 static void put_u64(struct line *l, unsigned long long v)
@@ -417,10 +466,8 @@ void output_header(const struct ct_output *o)
 		"LOCAL", "REMOTE", "INITIATOR", "METHOD", "DETAILS");
 }
 
-static void table_details(FILE *f, const struct ct_record *r)
+static void table_details(struct line *l, const struct ct_record *r)
 {
-	char d[32];
-
 	switch (r->kind) {
 	case CT_REC_CLOSE:
 		for (size_t i = 0; i < sizeof(closing_states) / sizeof(closing_states[0]); i++) {
@@ -428,93 +475,119 @@ static void table_details(FILE *f, const struct ct_record *r)
 
 			if (!(r->visited & (1u << s)))
 				continue;
-			format_duration(r->state_ns[s], d, sizeof(d));
-			fprintf(f, " %s=%s", state_name(s), d);
+			put_lit(l, " ");
+			put_str(l, state_name(s));
+			put_lit(l, "=");
+			put_duration(l, r->state_ns[s]);
 		}
 		if (r->flags & CT_F_TIMEWAIT)
-			fputs(r->flags & CT_F_TW_FIN_WAIT2 ? " -> TIME_WAIT(orphan FIN_WAIT2)" : " -> TIME_WAIT", f);
+			put_str(l, r->flags & CT_F_TW_FIN_WAIT2 ? " -> TIME_WAIT(orphan FIN_WAIT2)" :
+								   " -> TIME_WAIT");
 		else if (r->flags & CT_F_TW_NOT_CREATED)
-			fputs(" -> no TIME_WAIT (table full)", f);
-		if (r->app_method)
-			fprintf(f, " app:%s", method_name(r->app_method));
-		if (r->flags & CT_F_EXITING) {
-			fputs(" (process exiting", f);
-			if (r->exit_signal)
-				fprintf(f, ", signal %u", r->exit_signal);
-			fputc(')', f);
+			put_lit(l, " -> no TIME_WAIT (table full)");
+		if (r->app_method) {
+			put_lit(l, " app:");
+			put_str(l, method_name(r->app_method));
 		}
-		if (r->linger)
-			fprintf(f, " linger:%s", linger_name(r->linger));
+		if (r->flags & CT_F_EXITING) {
+			put_lit(l, " (process exiting");
+			if (r->exit_signal)
+				put_fmt(l, ", signal %u", r->exit_signal);
+			put_lit(l, ")");
+		}
+		if (r->linger) {
+			put_lit(l, " linger:");
+			put_str(l, linger_name(r->linger));
+		}
 		if (r->flags & CT_F_PREEXISTING)
-			fputs(" (seen mid-connection)", f);
+			put_lit(l, " (seen mid-connection)");
 		break;
 	case CT_REC_TIMEWAIT:
-		format_duration(r->tw_ns, d, sizeof(d));
-		fprintf(f, " %s TIME_WAIT=%s", tw_end_name(r->tw_end), d);
+		put_lit(l, " ");
+		put_str(l, tw_end_name(r->tw_end));
+		put_lit(l, " TIME_WAIT=");
+		put_duration(l, r->tw_ns);
 		if (r->state_ns[TCP_FIN_WAIT2] && (r->flags & CT_F_TW_FIN_WAIT2)) {
-			format_duration(r->state_ns[TCP_FIN_WAIT2], d, sizeof(d));
-			fprintf(f, " FIN_WAIT2=%s", d);
+			put_lit(l, " FIN_WAIT2=");
+			put_duration(l, r->state_ns[TCP_FIN_WAIT2]);
 		}
 		if (r->tw_end == CT_TW_REUSED)
-			fprintf(f, " by %u/%.*s", r->reuse_pid, CT_COMM_LEN, r->reuse_comm);
+			put_fmt(l, " by %u/%.*s", r->reuse_pid, CT_COMM_LEN, r->reuse_comm);
 		break;
 	case CT_REC_STATE:
-		fprintf(f, " %s -> %s", state_name(r->oldstate), state_name(r->newstate));
+		put_lit(l, " ");
+		put_str(l, state_name(r->oldstate));
+		put_lit(l, " -> ");
+		put_str(l, state_name(r->newstate));
 		break;
 	case CT_REC_CONNECT_FAIL:
-		fputs(" connect() EADDRNOTAVAIL: no free local port", f);
+		put_lit(l, " connect() EADDRNOTAVAIL: no free local port");
 		break;
 	case CT_REC_CLOSE_DEFERRED:
-		fprintf(f, " close(fd %u) closed nothing: %s socket kept open by %u more reference%s",
+		put_fmt(l, " close(fd %u) closed nothing: %s socket kept open by %u more reference%s",
 			r->fd, state_name(r->state), r->refs, r->refs == 1 ? "" : "s");
 		break;
 	case CT_REC_BIND_CONFLICT:
-		fprintf(f, " %s() failed with EADDRINUSE (fd %u)", syscall_name(r->syscall), r->fd);
+		put_fmt(l, " %s() failed with EADDRINUSE (fd %u)", syscall_name(r->syscall), r->fd);
 		break;
 	case CT_REC_HOLDER:
 		if (r->pid)
-			fprintf(f, " still held by this process as fd %u", r->fd);
+			put_fmt(l, " still held by this process as fd %u", r->fd);
 		else
-			fputs(" no other holder found", f);
+			put_lit(l, " no other holder found");
 		if (r->flags & CT_F_INCOMPLETE)
-			fputs(" (the /proc scan gave up early)", f);
+			put_lit(l, " (the /proc scan gave up early)");
 		break;
 	case CT_REC_PORT_USER:
 		if (r->state == TCP_TIME_WAIT) {
-			format_duration(r->age_ns, d, sizeof(d));
-			fprintf(f, " %u TIME_WAIT socket%s on the port, the oldest %s old", r->refs,
-				r->refs == 1 ? "" : "s", d);
-			format_duration(r->expires_ns, d, sizeof(d));
-			fprintf(f, ", the last ends in %s", d);
+			put_fmt(l, " %u TIME_WAIT socket%s on the port, the oldest ", r->refs,
+				r->refs == 1 ? "" : "s");
+			put_duration(l, r->age_ns);
+			put_lit(l, " old, the last ends in ");
+			put_duration(l, r->expires_ns);
 		} else {
-			fprintf(f, " %s socket on the port", state_name(r->state));
+			put_fmt(l, " %s socket on the port", state_name(r->state));
 			if (r->pid)
-				fprintf(f, ", owner fd %u", r->fd);
+				put_fmt(l, ", owner fd %u", r->fd);
 		}
 		if (r->flags & CT_F_INCOMPLETE)
-			fputs(" (the /proc scan gave up early)", f);
+			put_lit(l, " (the /proc scan gave up early)");
 		break;
 	case CT_REC_WATCH:
-		format_duration(r->age_ns, d, sizeof(d));
-		if (r->flags & CT_F_WATCH_CLOSED)
-			fprintf(f, " closed after %s in %s", d, state_name(r->state));
-		else
-			fprintf(f, " in %s for %s%s", state_name(r->state),
-				r->flags & CT_F_AGE_AT_LEAST ? "at least " : "", d);
+		if (r->flags & CT_F_WATCH_CLOSED) {
+			put_lit(l, " closed after ");
+			put_duration(l, r->age_ns);
+			put_lit(l, " in ");
+			put_str(l, state_name(r->state));
+		} else {
+			put_fmt(l, " in %s for %s", state_name(r->state),
+				r->flags & CT_F_AGE_AT_LEAST ? "at least " : "");
+			put_duration(l, r->age_ns);
+		}
 		break;
 	case CT_REC_WATCH_COUNT:
-		format_duration(r->age_ns, d, sizeof(d));
-		fprintf(f, " %u socket%s in %s past the threshold, the oldest %s", r->refs,
-			r->refs == 1 ? "" : "s", state_name(r->state), d);
+		put_fmt(l, " %u socket%s in %s past the threshold, the oldest ", r->refs,
+			r->refs == 1 ? "" : "s", state_name(r->state));
+		put_duration(l, r->age_ns);
 		break;
 	}
 }
 
+static void put_endpoint(struct line *l, uint16_t family, const uint8_t *addr, uint16_t port)
+{
+	char a[INET6_ADDRSTRLEN], e[INET6_ADDRSTRLEN + 8];
+
+	format_addr(family, addr, a, sizeof(a));
+	snprintf(e, sizeof(e), family == AF_INET ? "%s:%u" : "[%s]:%u", a, port);
+	put_pad(l, e, sizeof(e), 26);
+	put_lit(l, " ");
+}
+
 static void output_table(const struct ct_output *o, const struct ct_record *r)
 {
-	FILE *f = o->out;
-	char a[INET6_ADDRSTRLEN], l[INET6_ADDRSTRLEN + 8], rm[INET6_ADDRSTRLEN + 8];
+	struct line l;
 
+	l.n = 0;
 	if (o->timestamps) {
 		int64_t real = (int64_t)r->ts_ns + o->mono_to_real_ns;
 		time_t sec = real / 1000000000;
@@ -523,22 +596,25 @@ static void output_table(const struct ct_output *o, const struct ct_record *r)
 
 		localtime_r(&sec, &tm);
 		strftime(t, sizeof(t), "%H:%M:%S", &tm);
-		fprintf(f, "%s.%03lld ", t, (long long)(real % 1000000000 / 1000000));
+		put_fmt(&l, "%s.%03lld ", t, (long long)(real % 1000000000 / 1000000));
 	}
-	format_addr(r->family, r->laddr, a, sizeof(a));
-	snprintf(l, sizeof(l), r->family == AF_INET ? "%s:%u" : "[%s]:%u", a, r->lport);
-	format_addr(r->family, r->raddr, a, sizeof(a));
-	snprintf(rm, sizeof(rm), r->family == AF_INET ? "%s:%u" : "[%s]:%u", a, r->rport);
 	if (r->pid)
-		fprintf(f, "%-7u ", r->pid);
+		put_fmt(&l, "%-7u ", r->pid);
 	else
-		fprintf(f, "%-7s ", "?");
-	fprintf(f, "%-15.*s %-8s %-26s %-26s %-12s %-12s", CT_COMM_LEN, r->pid ? r->comm : "?",
-		event_name(r->kind), l, rm,
-		r->kind <= CT_REC_STATE ? initiator_name(r->initiator) : "-",
-		r->kind == CT_REC_CLOSE || r->kind == CT_REC_TIMEWAIT ? method_name(r->method) : "-");
-	table_details(f, r);
-	fputc('\n', f);
+		put_lit(&l, "?       ");
+	put_pad(&l, r->pid ? r->comm : "?", CT_COMM_LEN, 15);
+	put_lit(&l, " ");
+	put_pad(&l, event_name(r->kind), 32, 8);
+	put_lit(&l, " ");
+	put_endpoint(&l, r->family, r->laddr, r->lport);
+	put_endpoint(&l, r->family, r->raddr, r->rport);
+	put_pad(&l, r->kind <= CT_REC_STATE ? initiator_name(r->initiator) : "-", 32, 12);
+	put_lit(&l, " ");
+	put_pad(&l, r->kind == CT_REC_CLOSE || r->kind == CT_REC_TIMEWAIT ? method_name(r->method) : "-",
+		32, 12);
+	table_details(&l, r);
+	put_lit(&l, "\n");
+	fwrite(l.b, 1, l.n, o->out);
 }
 
 void output_record(const struct ct_output *o, const struct ct_record *r)
