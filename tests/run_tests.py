@@ -1065,13 +1065,18 @@ def t_bench_smoke():
     for exe in ("churn", "floor"):
         if not os.path.exists(Ctx.bin(exe)):
             raise Fail("%s not built (make bench-tools)" % exe) if CI else Skip("%s not built" % exe)
-    out = os.path.join(tmpdir("bench"), "bench.json")
-    p = run(["python3", os.path.join(ROOT, "scripts/bench"), "--build", os.path.join(ROOT, Ctx.build),
-             "--quick", "--configs", "none,floor,closetrace,closetrace-w", "--json-out", out],
-            check_rc=False, timeout=300)
-    check(p.returncode == 0, "bench --quick failed: %s %s" % (p.stdout[-1500:], p.stderr[-1500:]))
-    data = json.load(open(out))
-    check("closetrace" in json.dumps(data), "bench JSON lacks closetrace: %s" % str(data)[:300])
+    d = tmpdir("bench")
+    out = os.path.join(d, "bench.json")
+    try:
+        p = run(["python3", os.path.join(ROOT, "scripts/bench"), "--build",
+                 os.path.join(ROOT, Ctx.build), "--quick", "--configs",
+                 "none,floor,closetrace,closetrace-w", "--json-out", out],
+                check_rc=False, timeout=300)
+        check(p.returncode == 0, "bench --quick failed: %s %s" % (p.stdout[-1500:], p.stderr[-1500:]))
+        data = json.load(open(out))
+        check("closetrace" in json.dumps(data), "bench JSON lacks closetrace: %s" % str(data)[:300])
+    finally:
+        run(["rm", "-rf", d], check_rc=False)
 
 
 def t_tw_reuse_check():
