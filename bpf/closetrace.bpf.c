@@ -76,17 +76,6 @@ struct tw_info {
 	char comm[CT_COMM_LEN];
 };
 
-struct listener_key {
-	__u32 netns;
-	__u16 port;
-	__u16 pad;
-};
-
-struct owner {
-	__u32 pid;
-	char comm[CT_COMM_LEN];
-};
-
 /* a timewait timer cancel whose cause is not known yet */
 struct pending_cancel {
 	__u64 tw;
@@ -137,8 +126,8 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct listener_key);
-	__type(value, struct owner);
+	__type(key, struct ct_listener_key);
+	__type(value, struct ct_owner);
 } listeners SEC(".maps");
 
 /* socket inodes of the -p process at start-up (filled by the loader) */
@@ -574,11 +563,11 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 
 	if (new == S_LISTEN || (old == S_LISTEN && new == S_CLOSE)) {
 		/* listen() runs in the owner's context: children inherit it */
-		struct listener_key lk = {
+		struct ct_listener_key lk = {
 			.netns = RD(direct, RD(direct, sk, __sk_common.skc_net.net), ns.inum),
 			.port = sk_lport(sk, direct),
 		};
-		struct owner o = {};
+		struct ct_owner o = {};
 
 		if (new == S_LISTEN) {
 			set_owner_current(&o.pid, o.comm);
@@ -600,11 +589,11 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 			zero.state_ts = now;
 		} else if (old == S_LISTEN && new == S_SYN_RECV) {
 			/* a passive child: owned by the listener's process */
-			struct listener_key lk = {
+			struct ct_listener_key lk = {
 				.netns = RD(direct, RD(direct, sk, __sk_common.skc_net.net), ns.inum),
 				.port = sk_lport(sk, direct),
 			};
-			struct owner *o = bpf_map_lookup_elem(&listeners, &lk);
+			struct ct_owner *o = bpf_map_lookup_elem(&listeners, &lk);
 
 			if (o) {
 				zero.pid = o->pid;

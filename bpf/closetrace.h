@@ -191,6 +191,18 @@ struct ct_sock {
 	char comm[CT_COMM_LEN];
 };
 
+/* the listeners map: listening port -> owner, which accepted sockets inherit */
+struct ct_listener_key {
+	__u32 netns;
+	__u16 port;
+	__u16 pad;
+};
+
+struct ct_owner {
+	__u32 pid;
+	char comm[CT_COMM_LEN];
+};
+
 /* ---- --summary: aggregates, kept in the kernel and rebuilt from records on replay ---- */
 
 #define CT_HIST_SLOTS 40 /* log2 nanosecond buckets: up to ~18 minutes */

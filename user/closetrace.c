@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -27,6 +28,7 @@
 #include "pipeline.h"
 #include "procfs.h"
 #include "replay.h"
+#include "sockdiag.h"
 #include "sysinfo.h"
 #include "trace_file.h"
 
@@ -202,20 +204,12 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 static void seed_target(struct closetrace_bpf *skel, uint32_t pid)
 {
 	static uint64_t inodes[PROCFS_MAX_SOCKETS];
-	static struct proc_listener ls[4096];
 	int n = proc_socket_inodes(pid, inodes, PROCFS_MAX_SOCKETS);
-	int nl = proc_tcp_listeners(pid, ls, 4096);
-	uint32_t netns = proc_netns(pid);
-	struct {
-		uint32_t netns;
-		uint16_t port;
-		uint16_t pad;
-	} lk = { .netns = netns };
-	struct {
-		uint32_t pid;
-		char comm[CT_COMM_LEN];
-	} owner = { .pid = pid };
+	struct ct_listener_key lk = { .netns = proc_netns(pid) };
+	struct ct_owner owner = { .pid = pid };
+	struct port_report rep = {};
 	char path[64];
+	int nsfd;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%u/comm", pid);
@@ -225,17 +219,27 @@ static void seed_target(struct closetrace_bpf *skel, uint32_t pid)
 			owner.comm[strcspn(owner.comm, "\n")] = '\0';
 		fclose(f);
 	}
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n; i++)
 		bpf_map__update_elem(skel->maps.target_inodes, &inodes[i], sizeof(inodes[i]), &pid,
 				     sizeof(pid), BPF_ANY);
-		for (int j = 0; j < nl; j++) {
-			if (ls[j].inode != inodes[i])
+	/* its listening sockets (sock_diag in its namespace): accepted children inherit */
+	nsfd = netns_open(lk.netns, pid);
+	if (nsfd < 0 || sockdiag_states(1u << TCP_LISTEN, nsfd, &rep)) {
+		if (nsfd >= 0)
+			close(nsfd);
+		return;
+	}
+	close(nsfd);
+	for (int j = 0; j < rep.n; j++) {
+		for (int i = 0; i < n; i++) {
+			if (rep.socks[j].inode != inodes[i])
 				continue;
-			lk.port = ls[j].port;
+			lk.port = rep.socks[j].lport;
 			bpf_map__update_elem(skel->maps.listeners, &lk, sizeof(lk), &owner, sizeof(owner),
 					     BPF_ANY);
 		}
 	}
+	port_report_free(&rep);
 }
 
 /*

@@ -52,48 +52,6 @@ uint32_t proc_netns(uint32_t pid)
 	return (uint32_t)st.st_ino;
 }
 
-static int scan_tcp_table(const char *path, struct proc_listener *out, int n, int max)
-{
-	char line[512];
-	FILE *f = fopen(path, "r");
-
-	if (!f)
-		return n;
-	/* sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode */
-	while (n < max && fgets(line, sizeof(line), f)) {
-		char local[64];
-		unsigned int st, port;
-		unsigned long long inode;
-		char *colon;
-
-		if (sscanf(line, " %*d: %63s %*s %x %*s %*s %*s %*u %*d %llu", local, &st, &inode) != 3)
-			continue;
-		if (st != 0x0a) /* TCP_LISTEN */
-			continue;
-		colon = strrchr(local, ':');
-		if (!colon || sscanf(colon + 1, "%x", &port) != 1)
-			continue;
-		out[n].port = (uint16_t)port;
-		out[n].inode = inode;
-		n++;
-	}
-	fclose(f);
-	return n;
-}
-
-int proc_tcp_listeners(uint32_t pid, struct proc_listener *out, int max)
-{
-	char path[64];
-	int n;
-
-	snprintf(path, sizeof(path), "/proc/%u/net/tcp", pid);
-	if (access(path, R_OK))
-		return -errno;
-	n = scan_tcp_table(path, out, 0, max);
-	snprintf(path, sizeof(path), "/proc/%u/net/tcp6", pid);
-	return scan_tcp_table(path, out, n, max);
-}
-
 #define NETNS_SCAN_MAX 100000 /* processes looked at, at most */
 
 static int open_if_netns(const char *path, uint32_t ino)

@@ -16,16 +16,6 @@ int proc_socket_inodes(uint32_t pid, uint64_t *inodes, int max);
 /* network namespace inode of the process, 0 on error */
 uint32_t proc_netns(uint32_t pid);
 
-struct proc_listener {
-	uint16_t port;
-	uint64_t inode;
-};
-
-/*
- * TCP listening sockets in the process's network namespace
- * (/proc/PID/net/tcp and tcp6).  Returns the count or -errno.
- */
-int proc_tcp_listeners(uint32_t pid, struct proc_listener *out, int max);
 
 /*
  * Open a network namespace by inode number (for setns() or sock_diag in
