@@ -38,7 +38,7 @@
 #define RINGBUF_BYTES (32 << 20)
 #define PID_EXIT_GRACE_NS 500000000ULL
 #define RECORD_FLUSH_NS 1000000000ULL /* a complete block on disk at least every second */
-#define WATCH_TICK_NS 250000000ULL    /* --watch reports within a quarter second of the threshold */
+#define WATCH_TICK_NS 500000000ULL    /* --watch reports within half a second of the threshold */
 
 static volatile sig_atomic_t exiting;
 

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+#include <errno.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -201,44 +202,81 @@ static void count_per_process(struct watch *w, uint64_t now)
 	}
 }
 
-void watch_tick(struct watch *w, int socks_fd, uint64_t now)
+/* one socket of the kernel side's map, looked at now */
+static void consider(struct watch *w, const struct ct_sock *s, uint64_t now)
 {
-	uint64_t key, next, *prev = NULL;
-	struct ct_sock s;
+	struct watched *e;
 	struct ct_record r;
 	size_t idx;
 
-	for (size_t i = 0; i < w->n; i++)
-		w->w[i].seen = w->w[i].at_least; /* existing ones are not in the map */
-	while (bpf_map_get_next_key(socks_fd, prev, &next) == 0) {
-		struct watched *e;
+	if ((s->state != TCP_CLOSE_WAIT && s->state != TCP_FIN_WAIT2) || !s->state_ts ||
+	    now < s->state_ts || now - s->state_ts < w->threshold)
+		return;
+	e = find_conn(w, s->conn_id, &idx);
+	if (!e) {
+		e = add(w);
+		if (!e)
+			return;
+		e->conn_id = s->conn_id;
+		e->since = s->state_ts;
+		e->t = s->t;
+		e->pid = s->pid;
+		memcpy(e->comm, s->comm, CT_COMM_LEN);
+		e->state = s->state;
+	}
+	e->seen = true;
+	if (!e->reported) {
+		e->reported = true;
+		fill(&r, e, CT_REC_WATCH, now);
+		w->emit(w->ctx, &r);
+	}
+}
 
+#define BATCH 1024
+
+/*
+ * Walk the map: batched lookups (Linux 5.6+), a few syscalls for the whole
+ * map; else one get_next_key and one lookup per socket.
+ */
+static void scan_map(struct watch *w, int fd, uint64_t now)
+{
+	static uint64_t keys[BATCH];
+	static struct ct_sock vals[BATCH];
+	uint64_t key, next, *prev = NULL, in_batch = 0, out_batch;
+	bool first = true;
+	__u32 count;
+	int err;
+
+	for (;;) {
+		count = BATCH;
+		err = bpf_map_lookup_batch(fd, first ? NULL : &in_batch, &out_batch, keys, vals,
+					   &count, NULL);
+		if (err && errno != ENOENT)
+			break;
+		for (__u32 i = 0; i < count; i++)
+			consider(w, &vals[i], now);
+		if (err) /* ENOENT: the end */
+			return;
+		in_batch = out_batch;
+		first = false;
+	}
+	if (!first)
+		return; /* failed midway: the rest waits for the next tick */
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
 		key = next;
 		prev = &key;
-		if (bpf_map_lookup_elem(socks_fd, &key, &s))
-			continue;
-		if ((s.state != TCP_CLOSE_WAIT && s.state != TCP_FIN_WAIT2) || !s.state_ts ||
-		    now < s.state_ts || now - s.state_ts < w->threshold)
-			continue;
-		e = find_conn(w, s.conn_id, &idx);
-		if (!e) {
-			e = add(w);
-			if (!e)
-				return;
-			e->conn_id = s.conn_id;
-			e->since = s.state_ts;
-			e->t = s.t;
-			e->pid = s.pid;
-			memcpy(e->comm, s.comm, CT_COMM_LEN);
-			e->state = s.state;
-		}
-		e->seen = true;
-		if (!e->reported) {
-			e->reported = true;
-			fill(&r, e, CT_REC_WATCH, now);
-			w->emit(w->ctx, &r);
-		}
+		if (!bpf_map_lookup_elem(fd, &key, &vals[0]))
+			consider(w, &vals[0], now);
 	}
+}
+
+void watch_tick(struct watch *w, int socks_fd, uint64_t now)
+{
+	struct ct_record r;
+
+	for (size_t i = 0; i < w->n; i++)
+		w->w[i].seen = w->w[i].at_least; /* existing ones are not in the map */
+	scan_map(w, socks_fd, now);
 	for (size_t i = 0; i < w->n; i++) {
 		struct watched *e = &w->w[i];
 
