@@ -52,6 +52,11 @@ const volatile __u64 tw_timer_fn = 0;	/* address of tw_timer_handler */
 const volatile __u64 reqsk_timer_fn = 0; /* address of reqsk_timer_handler */
 const volatile __u64 wakeup_bytes = 0;	/* batch ring buffer wake-ups up to this much data */
 const volatile __u32 hz = 250;		/* CONFIG_HZ, for jiffies */
+/*
+ * BTF tracepoints on Linux 5.19+ (the loader checks): socket cookies as
+ * connection ids and task local storage; else a counter and a hash.
+ */
+const volatile __u8 modern = 0;
 /* this architecture's syscall numbers, from the loader's <sys/syscall.h> */
 const volatile long nr_close = -1;
 const volatile long nr_bind = -1;
@@ -64,6 +69,7 @@ __u64 stats[CT_STAT__MAX] = {};
 __u32 pending_cancels = 0;
 
 struct tw_info {
+	__u64 tw;	/* the timewait socket's address */
 	__u64 conn_id;
 	__u64 start_ns; /* timewait socket scheduled */
 	__u64 fin_ns;	/* the peer's FIN reached a FIN_WAIT2 timewait socket */
@@ -79,6 +85,7 @@ struct tw_info {
 /* a timewait timer cancel whose cause is not known yet */
 struct pending_cancel {
 	__u64 tw;
+	__u64 key; /* its key in tws */
 	struct ct_tuple t;
 };
 
@@ -95,7 +102,11 @@ struct {
 	__type(value, struct ct_sock);
 } socks SEC(".maps");
 
-/* timewait sockets, keyed by address; sized by the loader from tcp_max_tw_buckets */
+/*
+ * Timewait sockets, keyed by tw_cookie (the cookie of the full socket they
+ * replace, which inet_twsk_alloc() copies) or, without one, by address;
+ * sized by the loader from tcp_max_tw_buckets.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
@@ -104,7 +115,7 @@ struct {
 	__type(value, struct tw_info);
 } tws SEC(".maps");
 
-/* timewait sockets just scheduled, waiting for their full socket's CLOSE */
+/* classic tracepoints: timewait sockets just scheduled, by 4-tuple, until their full socket's CLOSE */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(map_flags, BPF_F_NO_COMMON_LRU); /* per-CPU LRU lists: no shared lock */
@@ -121,6 +132,14 @@ struct {
 	__type(key, __u64);
 	__type(value, __u64);
 } connecting SEC(".maps");
+
+/* the same, in task local storage (BTF tracepoints, Linux 5.11+) */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} task_connecting SEC(".maps");
 
 /* owner of each listening port: accepted children inherit it */
 struct {
@@ -187,12 +206,72 @@ static __always_inline void stat_inc(int i)
 	__sync_fetch_and_add(&stats[i], 1);
 }
 
-static __always_inline __u64 new_conn_id(void)
+/*
+ * Per-socket state, keyed by the socket's address.  (Socket local storage
+ * was measured slower here: two allocations per socket.)
+ */
+static __always_inline struct ct_sock *sock_state(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+
+	return bpf_map_lookup_elem(&socks, &key);
+}
+
+static __always_inline struct ct_sock *sock_state_new(struct sock *sk, struct ct_sock *init)
+{
+	__u64 key = (__u64)sk;
+
+	if (bpf_map_update_elem(&socks, &key, init, BPF_NOEXIST))
+		return NULL;
+	return bpf_map_lookup_elem(&socks, &key);
+}
+
+static __always_inline void sock_state_delete(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+
+	bpf_map_delete_elem(&socks, &key);
+}
+
+/* the socket the current thread is connect()ing */
+static __always_inline void connecting_set(struct sock *sk, int direct)
+{
+	__u64 id = bpf_get_current_pid_tgid(), skp = (__u64)sk, *p;
+
+	if (direct && modern) {
+		p = bpf_task_storage_get(&task_connecting, bpf_get_current_task_btf(), NULL,
+					 BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (p)
+			*p = skp;
+		return;
+	}
+	bpf_map_update_elem(&connecting, &id, &skp, BPF_ANY);
+}
+
+static __always_inline struct sock *connecting_get(int direct)
+{
+	__u64 id = bpf_get_current_pid_tgid(), *p;
+
+	if (direct && modern)
+		p = bpf_task_storage_get(&task_connecting, bpf_get_current_task_btf(), NULL, 0);
+	else
+		p = bpf_map_lookup_elem(&connecting, &id);
+	return p ? (struct sock *)*p : NULL;
+}
+
+/*
+ * A connection's id: its socket cookie where BTF tracepoints can ask for it
+ * (the id sock_diag reports, `ss -e` "sk:"; inet_twsk_alloc() copies it
+ * into the timewait socket), else a per-CPU counter.
+ */
+static __always_inline __u64 new_conn_id(struct sock *sk, int direct)
 {
 	__u32 zero = 0;
-	__u64 *c = bpf_map_lookup_elem(&id_counter, &zero);
-	__u64 n = 0;
+	__u64 *c, n = 0;
 
+	if (direct && modern)
+		return bpf_get_socket_cookie(sk);
+	c = bpf_map_lookup_elem(&id_counter, &zero);
 	if (c)
 		n = ++*c;
 	/* unique per CPU counter; stays below 2^53 for JSON readers */
@@ -482,10 +561,10 @@ enum {
 	S_CLOSING,
 };
 
-static __always_inline void finish(struct ct_sock *si, const struct ct_tuple *t, __u64 key)
+static __always_inline void finish(struct ct_sock *si, const struct ct_tuple *t, struct sock *sk)
 {
 	emit_close(si, t);
-	bpf_map_delete_elem(&socks, &key);
+	sock_state_delete(sk);
 }
 
 /* SO_LINGER on, and its time in jiffies */
@@ -498,14 +577,22 @@ static __always_inline int sk_linger(struct sock *sk, __u64 *ticks, int direct)
 }
 
 /* the process doing this close is exiting: do_exit() -> exit_files() */
-static __always_inline int current_exiting(struct ct_sock *si)
+static __always_inline int current_exiting(struct ct_sock *si, int direct)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
+	struct task_struct *task;
 
-	if (!(BPF_CORE_READ(task, flags) & PF_EXITING))
-		return 0;
+	if (direct && modern) {
+		task = bpf_get_current_task_btf();
+		if (!(task->flags & PF_EXITING))
+			return 0;
+		si->exit_signal = task->exit_code & 0x7f;
+	} else {
+		task = (void *)bpf_get_current_task();
+		if (!(BPF_CORE_READ(task, flags) & PF_EXITING))
+			return 0;
+		si->exit_signal = BPF_CORE_READ(task, exit_code) & 0x7f;
+	}
 	si->flags |= CT_F_EXITING;
-	si->exit_signal = BPF_CORE_READ(task, exit_code) & 0x7f;
 	return 1;
 }
 
@@ -523,10 +610,10 @@ static __always_inline __u8 app_close_method(struct sock *sk, struct ct_sock *si
 
 	if (file) {
 		si->ino = RD(direct, RD(direct, file, f_inode), i_ino);
-		if (file_refs(file) > 0)
+		if (file_refs(file, direct) > 0)
 			return CT_M_SHUTDOWN;
 	}
-	if (current_exiting(si))
+	if (current_exiting(si, direct))
 		return CT_M_EXIT;
 	/* tcp_close(): with SO_LINGER {1, N} close() waits in sk_stream_wait_close() */
 	if (sk_linger(sk, &ticks, direct) && ticks) {
@@ -550,9 +637,34 @@ static __always_inline void settle_linger(struct ct_sock *si, int old, __u64 now
 	si->linger = now - si->close_ts <= si->linger_ns ? CT_LINGER_ACKED : CT_LINGER_TIMEOUT;
 }
 
+/*
+ * The timewait socket that tcp_time_wait() has just scheduled for this
+ * full socket (timer_start, below), not yet joined to it.  Found by the
+ * socket cookie where the kernel lets us give sockets one, else through
+ * tw_birth by 4-tuple.  *key is its key in tws.
+ */
+static __always_inline struct tw_info *tw_born(struct ct_sock *si, struct ct_tuple *t, __u64 *key,
+					       int direct)
+{
+	struct tw_info *ti;
+	__u64 *kp;
+
+	if (direct && modern) {
+		*key = si->conn_id;
+	} else {
+		kp = bpf_map_lookup_elem(&tw_birth, t);
+		if (!kp)
+			return NULL;
+		*key = *kp;
+		bpf_map_delete_elem(&tw_birth, t);
+	}
+	ti = bpf_map_lookup_elem(&tws, key);
+	return ti && !ti->claimed ? ti : NULL;
+}
+
 static __always_inline int handle_set_state(struct sock *sk, int old, int new, int direct)
 {
-	__u64 key = (__u64)sk, now;
+	__u64 now;
 	struct ct_sock *si, zero = {};
 	struct ct_tuple t;
 
@@ -579,11 +691,11 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 	}
 
 	now = bpf_ktime_get_ns();
-	si = bpf_map_lookup_elem(&socks, &key);
+	si = sock_state(sk);
 	if (!si) {
 		if (new == S_CLOSE && (old == S_CLOSE || old == S_SYN_SENT))
 			return 0; /* a connect() that failed at once */
-		zero.conn_id = new_conn_id();
+		zero.conn_id = new_conn_id(sk, direct);
 		zero.initiator = CT_INIT_NONE;
 		if (old == S_CLOSE && new == S_SYN_SENT) {
 			zero.state_ts = now;
@@ -623,13 +735,11 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 			if (filter_pid)
 				owner_from_inode(sk, &zero, direct);
 		}
-		if (bpf_map_update_elem(&socks, &key, &zero, BPF_NOEXIST)) {
+		si = sock_state_new(sk, &zero);
+		if (!si) {
 			stat_inc(CT_STAT_SOCKS_FULL);
 			return 0;
 		}
-		si = bpf_map_lookup_elem(&socks, &key);
-		if (!si)
-			return 0;
 	}
 
 	if (si->state_ts)
@@ -645,10 +755,8 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 	 * on loopback inside whatever process sent the packet.
 	 */
 	if (old == S_CLOSE && new == S_SYN_SENT) {
-		__u64 id = bpf_get_current_pid_tgid();
-
 		set_owner_current(&si->pid, si->comm);
-		bpf_map_update_elem(&connecting, &id, &key, BPF_ANY);
+		connecting_set(sk, direct);
 	} else if (((old == S_ESTABLISHED || old == S_SYN_RECV) && new == S_FIN_WAIT1) ||
 		   (old == S_CLOSE_WAIT && new == S_LAST_ACK)) {
 		__u8 m = app_close_method(sk, si, now, direct);
@@ -689,41 +797,39 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 	/* CLOSE: the full socket is done */
 	read_sk_tuple(sk, &t, direct);
 	{
-		__u64 *twp = bpf_map_lookup_elem(&tw_birth, &t);
 		int err = RD(direct, sk, sk_err);
+		struct tw_info *ti = NULL;
+		__u64 twkey;
 
 		if (si->initiator == CT_INIT_NONE && err == ETIMEDOUT)
 			si->initiator = CT_INIT_TIMEOUT;
 		if (si->initiator == CT_INIT_NONE && err == ECONNRESET)
 			si->initiator = CT_INIT_REMOTE_RESET;
 
-		if (twp) {
+		/* tcp_time_wait() is only called from FIN_WAIT2 and CLOSING */
+		if (old == S_FIN_WAIT2 || old == S_CLOSING)
+			ti = tw_born(si, &t, &twkey, direct);
+		if (ti) {
 			/*
 			 * tcp_time_wait() scheduled the timewait socket just
 			 * before tcp_done() moved this one to CLOSE: hand the
 			 * connection over to it.
 			 */
-			__u64 tw = *twp;
-			struct tw_info *ti = bpf_map_lookup_elem(&tws, &tw);
-
-			bpf_map_delete_elem(&tw_birth, &t);
-			if (ti) {
-				si->flags |= CT_F_TIMEWAIT | (ti->flags & CT_F_TW_FIN_WAIT2);
-				if (!wanted(si->pid, &t)) {
-					bpf_map_delete_elem(&tws, &tw);
-				} else {
-					ti->conn_id = si->conn_id;
-					ti->pid = si->pid;
-					ti->initiator = si->initiator;
-					ti->method = si->method;
-					ti->fw2_ns = si->state_ns[S_FIN_WAIT2];
-					ti->claimed = 1;
-					__builtin_memcpy(ti->comm, si->comm, CT_COMM_LEN);
-				}
+			si->flags |= CT_F_TIMEWAIT | (ti->flags & CT_F_TW_FIN_WAIT2);
+			if (!wanted(si->pid, &t)) {
+				bpf_map_delete_elem(&tws, &twkey);
+			} else {
+				ti->conn_id = si->conn_id;
+				ti->pid = si->pid;
+				ti->initiator = si->initiator;
+				ti->method = si->method;
+				ti->fw2_ns = si->state_ns[S_FIN_WAIT2];
+				ti->claimed = 1;
+				__builtin_memcpy(ti->comm, si->comm, CT_COMM_LEN);
 			}
 			if (emit_states)
 				emit_state(si, &t, old, CT_TCP_TIMEWAIT);
-			finish(si, &t, key);
+			finish(si, &t, sk);
 			return 0;
 		}
 		if (emit_states)
@@ -738,20 +844,20 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 			 */
 			if (track_connect_fail && old == S_SYN_SENT && !t.lport && !err)
 				emit_connect_fail(si, &t);
-			bpf_map_delete_elem(&socks, &key);
+			sock_state_delete(sk);
 			return 0;
 		}
 		if (si->flags & (CT_F_RST_SENT | CT_F_RST_RECEIVED) || err ||
 		    old == S_LAST_ACK || old == S_SYN_SENT) {
 			if (old == S_CLOSING && !(si->flags & CT_F_RST_SENT))
 				si->flags |= CT_F_TW_NOT_CREATED;
-			finish(si, &t, key);
+			finish(si, &t, sk);
 			return 0;
 		}
 		if (old == S_CLOSING) {
 			/* tcp_time_wait() found the timewait table full */
 			si->flags |= CT_F_TW_NOT_CREATED;
-			finish(si, &t, key);
+			finish(si, &t, sk);
 			return 0;
 		}
 		/*
@@ -763,7 +869,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 		 */
 		if (old == S_ESTABLISHED || old == S_CLOSE_WAIT) {
 			set_owner_current(&si->pid, si->comm);
-			current_exiting(si);
+			current_exiting(si, direct);
 		}
 		si->close_pending = old;
 	}
@@ -773,8 +879,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 /* tcp_destroy_sock: the socket is freed; settle a pending close */
 static __always_inline int handle_destroy(struct sock *sk, int direct)
 {
-	__u64 key = (__u64)sk;
-	struct ct_sock *si = bpf_map_lookup_elem(&socks, &key);
+	struct ct_sock *si = sock_state(sk);
 	struct ct_tuple t;
 
 	if (!si)
@@ -783,10 +888,10 @@ static __always_inline int handle_destroy(struct sock *sk, int direct)
 		if (si->close_pending == S_FIN_WAIT2 && !(si->flags & CT_F_RST_SENT))
 			si->flags |= CT_F_TW_NOT_CREATED;
 		read_sk_tuple(sk, &t, direct);
-		finish(si, &t, key);
+		finish(si, &t, sk);
 		return 0;
 	}
-	bpf_map_delete_elem(&socks, &key);
+	sock_state_delete(sk);
 	return 0;
 }
 
@@ -798,13 +903,13 @@ static __always_inline int handle_destroy(struct sock *sk, int direct)
  */
 static __always_inline int handle_reset(struct sock *sk, int sent, int reason, int direct)
 {
-	__u64 key = (__u64)sk, ticks;
 	struct ct_sock *si;
 	struct ct_tuple t;
+	__u64 ticks;
 
 	if (!sk)
 		return 0;
-	si = bpf_map_lookup_elem(&socks, &key);
+	si = sock_state(sk);
 	if (!si)
 		return 0;
 	si->flags |= sent ? CT_F_RST_SENT : CT_F_RST_RECEIVED;
@@ -826,15 +931,14 @@ static __always_inline int handle_reset(struct sock *sk, int sent, int reason, i
 		else if (si->method == CT_M_NONE)
 			si->method = m;
 		read_sk_tuple(sk, &t, direct);
-		finish(si, &t, key);
+		finish(si, &t, sk);
 	}
 	return 0;
 }
 
 static __always_inline int handle_error_report(const struct sock *sk, int direct)
 {
-	__u64 key = (__u64)sk;
-	struct ct_sock *si = bpf_map_lookup_elem(&socks, &key);
+	struct ct_sock *si = sock_state((struct sock *)sk);
 	int err;
 
 	if (!si || si->initiator != CT_INIT_NONE)
@@ -874,7 +978,7 @@ static __always_inline void reuse_facts(struct ct_record *r, struct sock *reuser
 		r->flags |= CT_F_REUSE_BOUND;
 }
 
-static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw_info *ti,
+static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw_info *ti, __u64 key,
 					const struct ct_tuple *t, __u8 end, struct sock *reuser)
 {
 	__u64 now = bpf_ktime_get_ns(), begin = ti->start_ns;
@@ -931,9 +1035,23 @@ static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw
 	if (reuser)
 		reuse_facts(r, reuser);
 	record_submit(r, ring);
-out:;
-	__u64 key = (__u64)tw;
+out:
 	bpf_map_delete_elem(&tws, &key);
+}
+
+/* a timewait socket's entry in tws, and its key there */
+static __always_inline struct tw_info *tw_state(struct inet_timewait_sock *tw, __u64 *key)
+{
+	struct tw_info *ti;
+
+	*key = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
+	if (*key) {
+		ti = bpf_map_lookup_elem(&tws, key);
+		if (ti && ti->tw == (__u64)tw)
+			return ti;
+	}
+	*key = (__u64)tw;
+	return bpf_map_lookup_elem(&tws, key);
 }
 
 /*
@@ -981,15 +1099,15 @@ static __always_inline int settle_pending(struct timer_list *timer, __u64 fn, in
 		if (tuple_eq(&t, &p->t))
 			end = CT_TW_SYN;
 	}
-	ti = bpf_map_lookup_elem(&tws, &p->tw);
-	if (ti)
-		emit_tw_end((void *)p->tw, ti, &p->t, end, NULL);
+	ti = bpf_map_lookup_elem(&tws, &p->key);
+	if (ti && ti->tw == p->tw)
+		emit_tw_end((void *)p->tw, ti, p->key, &p->t, end, NULL);
 	p->tw = 0;
 	__sync_fetch_and_add(&pending_cancels, -1);
 	return 0;
 }
 
-static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn)
+static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn, int direct)
 {
 	struct inet_timewait_sock *tw;
 	struct tw_info *ti, zero = {};
@@ -1000,8 +1118,7 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 	if (fn != tw_timer_fn)
 		return 0;
 	tw = timer_tw(timer);
-	key = (__u64)tw;
-	ti = bpf_map_lookup_elem(&tws, &key);
+	ti = tw_state(tw, &key);
 	if (ti) {
 		/* re-armed: in FIN_WAIT2 substate this is the peer's FIN */
 		if ((ti->flags & CT_F_TW_FIN_WAIT2) && !ti->fin_ns &&
@@ -1009,16 +1126,29 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 			ti->fin_ns = bpf_ktime_get_ns();
 		return 0;
 	}
-	/* inet_twsk_hashdance_schedule(): a new timewait socket */
+	/*
+	 * inet_twsk_hashdance_schedule(): a new timewait socket.  Keyed by
+	 * its cookie unless it has none or an older timewait socket of the
+	 * same full socket (reconnected after its close) still holds it.
+	 */
+	key = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
+	zero.tw = (__u64)tw;
+	if (direct && modern)
+		zero.conn_id = key; /* the connection's id, even if never joined */
 	zero.start_ns = bpf_ktime_get_ns();
 	if (BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2)
 		zero.flags |= CT_F_TW_FIN_WAIT2;
-	if (bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
-		stat_inc(CT_STAT_TW_FULL);
-		return 0;
+	if (!key || bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
+		key = (__u64)tw;
+		if (bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
+			stat_inc(CT_STAT_TW_FULL);
+			return 0;
+		}
 	}
-	read_tuple(&tw->__tw_common, &t, 0);
-	bpf_map_update_elem(&tw_birth, &t, &key, BPF_ANY);
+	if (!(direct && modern)) {
+		read_tuple(&tw->__tw_common, &t, 0);
+		bpf_map_update_elem(&tw_birth, &t, &key, BPF_ANY);
+	}
 	return 0;
 }
 
@@ -1033,40 +1163,39 @@ static __always_inline int handle_timer_expire(struct timer_list *timer, __u64 f
 	if (fn != tw_timer_fn)
 		return 0;
 	tw = timer_tw(timer);
-	key = (__u64)tw;
-	ti = bpf_map_lookup_elem(&tws, &key);
+	ti = tw_state(tw, &key);
 	if (!ti)
 		return 0;
 	read_tuple(&tw->__tw_common, &t, 0);
 	/* tw_timer_handler(): a substate still FIN_WAIT2 means no FIN came */
-	emit_tw_end(tw, ti, &t,
+	emit_tw_end(tw, ti, key, &t,
 		    BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2 ? CT_TW_FIN_WAIT2_TIMEOUT :
 								    CT_TW_EXPIRED, NULL);
 	return 0;
 }
 
-static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 fn)
+static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 fn, int direct)
 {
 	struct inet_timewait_sock *tw;
 	struct pending_cancel *p;
 	struct tw_info *ti;
 	struct ct_tuple t;
-	__u64 key, id, *csk;
+	struct sock *sk;
+	__u64 key;
 	__u32 zero = 0;
 
 	settle_pending(timer, fn, 0);
 	if (fn != tw_timer_fn)
 		return 0;
 	tw = timer_tw(timer);
-	key = (__u64)tw;
-	ti = bpf_map_lookup_elem(&tws, &key);
+	ti = tw_state(tw, &key);
 	if (!ti)
 		return 0;
 	read_tuple(&tw->__tw_common, &t, 0);
 
 	/* cleanup_net() -> inet_twsk_purge(): the namespace is going away */
 	if (netns_dying(BPF_CORE_READ(tw, __tw_common.skc_net.net))) {
-		emit_tw_end(tw, ti, &t, CT_TW_NETNS_EXIT, NULL);
+		emit_tw_end(tw, ti, key, &t, CT_TW_NETNS_EXIT, NULL);
 		return 0;
 	}
 	/*
@@ -1074,22 +1203,21 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 	 * (tcp_twsk_unique()) and cancels the timer in the connecting
 	 * thread, whose new socket already carries the same 4-tuple.
 	 */
-	id = bpf_get_current_pid_tgid();
-	csk = bpf_map_lookup_elem(&connecting, &id);
-	if (csk) {
-		struct sock *sk = (void *)*csk;
+	sk = connecting_get(direct);
+	if (sk) {
 		struct ct_tuple ct;
 
 		read_sk_tuple(sk, &ct, 0);
 		if (BPF_CORE_READ(sk, __sk_common.skc_state) == S_SYN_SENT && tuple_eq(&ct, &t)) {
-			emit_tw_end(tw, ti, &t, CT_TW_REUSED, sk);
+			emit_tw_end(tw, ti, key, &t, CT_TW_REUSED, sk);
 			return 0;
 		}
 	}
 	p = bpf_map_lookup_elem(&pending, &zero);
 	if (!p)
 		return 0;
-	p->tw = key;
+	p->tw = (__u64)tw;
+	p->key = key;
 	p->t = t;
 	__sync_fetch_and_add(&pending_cancels, 1);
 	return 0;
@@ -1100,13 +1228,24 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 /* current->files->fdt->fd[fd] */
 static __always_inline struct file *fd_file(long fd)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct task_struct *task;
+	struct fdtable *fdt;
 	struct file **fds, *f = NULL;
+	unsigned int max;
 
-	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (modern) {
+		task = bpf_get_current_task_btf();
+		fdt = task->files->fdt;
+		max = fdt->max_fds;
+		fds = fdt->fd;
+	} else {
+		task = (void *)bpf_get_current_task();
+		fdt = BPF_CORE_READ(task, files, fdt);
+		max = BPF_CORE_READ(fdt, max_fds);
+		fds = BPF_CORE_READ(fdt, fd);
+	}
+	if (fd < 0 || fd >= max)
 		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
 	return f;
 }
@@ -1156,25 +1295,22 @@ static __always_inline struct ct_record *syscall_record(__u8 kind, struct sock *
  * references (fork() without CLOEXEC, dup(), SCM_RIGHTS) keep the socket,
  * and a listening port, alive.
  */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
+static __always_inline int close_enter(long fd)
 {
 	struct ct_record *r;
 	struct file *f;
 	struct sock *sk;
 	struct ct_tuple t;
-	long fd, refs;
+	long refs;
 	int ring;
 
-	if (id != nr_close)
-		return 0;
-	fd = PT_REGS_PARM1_CORE(regs);
+	/* the last reference (most calls) first: one read */
 	f = fd_file(fd);
+	refs = f ? file_refs(f, 0) : 0;
+	if (refs <= 1)
+		return 0;
 	sk = file_tcp_sock(f);
 	if (!sk)
-		return 0;
-	refs = file_refs(f);
-	if (refs <= 1)
 		return 0;
 	read_sk_tuple(sk, &t, 0);
 	r = syscall_record(CT_REC_CLOSE_DEFERRED, sk, f, fd, &t, &ring);
@@ -1207,25 +1343,16 @@ static __always_inline void user_sockaddr(const void *uaddr, struct ct_tuple *t,
 		t->rport = bpf_ntohs(port);
 }
 
-/* bind(), listen() or connect() failing with EADDRINUSE */
-SEC("tp_btf/sys_exit")
-int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
+/* bind(), listen() or connect() failed with EADDRINUSE; regs: the caller's saved registers */
+static __always_inline int addr_in_use(__u8 which, struct pt_regs *regs)
 {
 	struct ct_record *r;
 	struct file *f;
 	struct sock *sk;
 	struct ct_tuple t;
-	long id, fd;
-	__u8 which;
+	long fd;
 	int ring;
 
-	if (ret != -EADDRINUSE)
-		return 0;
-	id = regs_syscall_nr(regs);
-	which = id == nr_bind ? CT_SYS_BIND : id == nr_listen ? CT_SYS_LISTEN :
-		id == nr_connect ? CT_SYS_CONNECT : 0;
-	if (!which)
-		return 0;
 	fd = PT_REGS_PARM1_CORE(regs);
 	f = fd_file(fd);
 	sk = file_tcp_sock(f);
@@ -1243,6 +1370,68 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	r->syscall = which;
 	record_submit(r, ring);
 	return 0;
+}
+
+/*
+ * Two ways in.  The per-syscall tracepoints (CONFIG_FTRACE_SYSCALLS) run a
+ * program only for close(), bind(), listen() and connect(): the others cost
+ * a bit test in perf_syscall_enter().  The raw sys_enter/sys_exit ones run
+ * for every system call; the loader picks them only when the former are
+ * missing or the kernel lacks bpf_task_pt_regs() (Linux 5.15).
+ */
+SEC("tracepoint/syscalls/sys_enter_close")
+int handle_close_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return close_enter(ctx->args[0]);
+}
+
+static __always_inline int syscall_exit(__u8 which, long ret)
+{
+	if (ret != -EADDRINUSE)
+		return 0;
+	return addr_in_use(which, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()));
+}
+
+SEC("tracepoint/syscalls/sys_exit_bind")
+int handle_bind_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return syscall_exit(CT_SYS_BIND, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_listen")
+int handle_listen_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return syscall_exit(CT_SYS_LISTEN, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int handle_connect_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return syscall_exit(CT_SYS_CONNECT, ctx->ret);
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
+{
+	if (id != nr_close)
+		return 0;
+	return close_enter(PT_REGS_PARM1_CORE(regs));
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
+{
+	long id;
+	__u8 which;
+
+	if (ret != -EADDRINUSE)
+		return 0;
+	id = regs_syscall_nr(regs);
+	which = id == nr_bind ? CT_SYS_BIND : id == nr_listen ? CT_SYS_LISTEN :
+		id == nr_connect ? CT_SYS_CONNECT : 0;
+	if (!which)
+		return 0;
+	return addr_in_use(which, regs);
 }
 
 /* ---- attachment: BTF tracepoints, and classic tracepoints as fallback ---- */
@@ -1310,13 +1499,13 @@ int BPF_PROG(handle_error_report_btf, const struct sock *sk)
 SEC("tp_btf/timer_start")
 int BPF_PROG(handle_timer_start_btf, struct timer_list *timer)
 {
-	return handle_timer_start(timer, (__u64)timer->function);
+	return handle_timer_start(timer, (__u64)timer->function, 1);
 }
 
 SEC("tracepoint/timer/timer_start")
 int handle_timer_start_tp(struct trace_event_raw_timer_start *ctx)
 {
-	return handle_timer_start(ctx->timer, (__u64)ctx->function);
+	return handle_timer_start(ctx->timer, (__u64)ctx->function, 0);
 }
 
 SEC("tp_btf/timer_expire_entry")
@@ -1334,7 +1523,7 @@ int handle_timer_expire_tp(struct trace_event_raw_timer_expire_entry *ctx)
 SEC("tp_btf/timer_cancel")
 int BPF_PROG(handle_timer_cancel_btf, struct timer_list *timer)
 {
-	return handle_timer_cancel(timer, (__u64)timer->function);
+	return handle_timer_cancel(timer, (__u64)timer->function, 1);
 }
 
 SEC("tracepoint/timer/timer_cancel")
@@ -1342,7 +1531,7 @@ int handle_timer_cancel_tp(struct trace_event_raw_timer_class *ctx)
 {
 	struct timer_list *timer = ctx->timer;
 
-	return handle_timer_cancel(timer, (__u64)BPF_CORE_READ(timer, function));
+	return handle_timer_cancel(timer, (__u64)BPF_CORE_READ(timer, function), 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -76,15 +76,15 @@ struct file___old {
 	atomic_long_t f_count;
 } __attribute__((preserve_access_index));
 
-static __always_inline long file_refs(struct file *f)
+static __always_inline long file_refs(struct file *f, int direct)
 {
 	long v;
 
 	if (bpf_core_field_exists(f->f_ref)) {
-		v = BPF_CORE_READ(f, f_ref.refcnt.counter);
+		v = RD(direct, f, f_ref.refcnt.counter);
 		return v < 0 ? 0 : v + 1;
 	}
-	v = BPF_CORE_READ((struct file___old *)f, f_count.counter);
+	v = RD(direct, (struct file___old *)f, f_count.counter);
 	return v < 0 ? 0 : v;
 }
 

@@ -92,6 +92,39 @@ static bool have_caps(void)
 	return (eff & (1ULL << 39 /* CAP_BPF */)) && (eff & (1ULL << 38 /* CAP_PERFMON */));
 }
 
+/*
+ * Linux 5.19 or later, told by its BTF knowing the helper that release
+ * added (bpf_map_lookup_percpu_elem): the BTF tracepoint programs may then
+ * use what came before it, socket cookies (5.12), task local storage
+ * (5.11) and bpf_task_pt_regs() (5.15).
+ */
+static bool kernel_is_modern(void)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	const struct btf_type *t;
+	const struct btf_enum *e;
+	bool ok = false;
+	int id;
+
+	if (!btf)
+		return false;
+	id = btf__find_by_name_kind(btf, "bpf_func_id", BTF_KIND_ENUM);
+	t = id > 0 ? btf__type_by_id(btf, id) : NULL;
+	e = t ? btf_enum(t) : NULL;
+	for (int i = 0; e && i < btf_vlen(t); i++)
+		if (!strcmp(btf__name_by_offset(btf, e[i].name_off), "BPF_FUNC_map_lookup_percpu_elem"))
+			ok = true;
+	btf__free(btf);
+	return ok;
+}
+
+/* per-syscall tracepoints (CONFIG_FTRACE_SYSCALLS) */
+static bool have_syscall_tracepoints(void)
+{
+	return ensure_tracefs() == 0 &&
+	       access("/sys/kernel/tracing/events/syscalls/sys_enter_close", F_OK) == 0;
+}
+
 static bool kernel_has_btf_tracepoint(const char *event)
 {
 	char name[128];
@@ -109,6 +142,11 @@ static bool kernel_has_btf_tracepoint(const char *event)
 /* pick BTF tracepoints where the kernel has them, classic ones otherwise */
 static int choose_programs(struct closetrace_bpf *skel, bool classic, bool syscalls)
 {
+	struct bpf_program *per_syscall[] = {
+		skel->progs.handle_close_enter, skel->progs.handle_bind_exit,
+		skel->progs.handle_listen_exit, skel->progs.handle_connect_exit,
+	};
+	bool each_syscall;
 	struct {
 		struct bpf_program *btf, *tp;
 	} pairs[] = {
@@ -140,9 +178,22 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic, bool sysca
 		if (pairs[i].tp)
 			bpf_program__set_autoload(pairs[i].tp, classic);
 	}
-	/* close() that does not close, EADDRINUSE: BTF syscall tracepoints only */
-	bpf_program__set_autoload(skel->progs.handle_sys_enter, syscalls && !classic);
-	bpf_program__set_autoload(skel->progs.handle_sys_exit, syscalls && !classic);
+	skel->rodata->modern = !classic && kernel_is_modern();
+	/*
+	 * close() that does not close, EADDRINUSE: with BTF tracepoints only,
+	 * through the per-syscall tracepoints where there are, else the raw
+	 * ones that run for every system call.
+	 */
+	syscalls = syscalls && !classic;
+	each_syscall = syscalls && skel->rodata->modern && have_syscall_tracepoints();
+	for (size_t i = 0; i < sizeof(per_syscall) / sizeof(per_syscall[0]); i++)
+		bpf_program__set_autoload(per_syscall[i], each_syscall);
+	bpf_program__set_autoload(skel->progs.handle_sys_enter, syscalls && !each_syscall);
+	bpf_program__set_autoload(skel->progs.handle_sys_exit, syscalls && !each_syscall);
+	if (verbose)
+		fprintf(stderr, "closetrace: %s tracepoints%s%s\n", classic ? "classic" : "BTF",
+			skel->rodata->modern ? ", socket cookies" : "",
+			!syscalls ? "" : each_syscall ? ", per-syscall hooks" : ", raw syscall hooks");
 	return 0;
 }
 
