@@ -65,6 +65,8 @@ const volatile long nr_connect = -1;
 
 /* counters read by the loader; enum ct_stat */
 __u64 stats[CT_STAT__MAX] = {};
+/* tws entries keyed by address, not cookie (see tw_state) */
+__u64 tw_by_address = 0;
 /* cancels of timewait timers not yet classified (see pending_cancel) */
 __u32 pending_cancels = 0;
 
@@ -638,6 +640,35 @@ static __always_inline void settle_linger(struct ct_sock *si, int old, __u64 now
 }
 
 /*
+ * A timewait socket's entry in tws, and its key there.  Keyed by address
+ * are only those without a cookie and those whose cookie another timewait
+ * socket held when they came: when there are none, one lookup (a cache
+ * miss in a big table) is enough.
+ */
+static __always_inline struct tw_info *tw_state(struct inet_timewait_sock *tw, __u64 *key)
+{
+	struct tw_info *ti;
+
+	*key = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
+	if (*key) {
+		ti = bpf_map_lookup_elem(&tws, key);
+		if (ti && ti->tw == (__u64)tw)
+			return ti;
+		if (!tw_by_address)
+			return NULL;
+	}
+	*key = (__u64)tw;
+	return bpf_map_lookup_elem(&tws, key);
+}
+
+static __always_inline void tw_delete(struct tw_info *ti, __u64 key)
+{
+	if (key == ti->tw)
+		__sync_fetch_and_add(&tw_by_address, -1);
+	bpf_map_delete_elem(&tws, &key);
+}
+
+/*
  * The timewait socket that tcp_time_wait() has just scheduled for this
  * full socket (timer_start, below), not yet joined to it.  Found by the
  * socket cookie where the kernel lets us give sockets one, else through
@@ -817,7 +848,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 			 */
 			si->flags |= CT_F_TIMEWAIT | (ti->flags & CT_F_TW_FIN_WAIT2);
 			if (!wanted(si->pid, &t)) {
-				bpf_map_delete_elem(&tws, &twkey);
+				tw_delete(ti, twkey);
 			} else {
 				ti->conn_id = si->conn_id;
 				ti->pid = si->pid;
@@ -1036,22 +1067,7 @@ static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw
 		reuse_facts(r, reuser);
 	record_submit(r, ring);
 out:
-	bpf_map_delete_elem(&tws, &key);
-}
-
-/* a timewait socket's entry in tws, and its key there */
-static __always_inline struct tw_info *tw_state(struct inet_timewait_sock *tw, __u64 *key)
-{
-	struct tw_info *ti;
-
-	*key = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
-	if (*key) {
-		ti = bpf_map_lookup_elem(&tws, key);
-		if (ti && ti->tw == (__u64)tw)
-			return ti;
-	}
-	*key = (__u64)tw;
-	return bpf_map_lookup_elem(&tws, key);
+	tw_delete(ti, key);
 }
 
 /*
@@ -1144,6 +1160,7 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 			stat_inc(CT_STAT_TW_FULL);
 			return 0;
 		}
+		__sync_fetch_and_add(&tw_by_address, 1);
 	}
 	if (!(direct && modern)) {
 		read_tuple(&tw->__tw_common, &t, 0);

@@ -626,6 +626,51 @@ def t_classic_tracepoints():
         check(l["initiator"] == "local-reset", "linger0 initiator %s" % l["initiator"])
         tr.stop()
 
+def t_old_kernel():
+    # the BTF fallback for Linux 5.8-5.18 (counter ids, a hash for connect(),
+    # raw sys_enter/sys_exit hooks), forced here
+    with Netns("oldk", {"net.ipv4.tcp_tw_reuse": "1"}) as ns, traced(ns, "--old-kernel") as tr:
+        s = scenario(ns, "tw-reuse")
+        s2 = scenario(ns, "inherit", "--hold-ms", "300")
+        s3 = scenario(ns, "restart", "--port", "7005")
+        recs = tr.wait_for(lambda r: len(tws(r, lport=s["client_port"])) >= 1 and
+                           any(x["event"] == "close-deferred" for x in r) and
+                           any(x["event"] == "bind-conflict" for x in r), 15,
+                           "a reused TIME_WAIT, a deferred close and a bind conflict")
+        t = tws(recs, lport=s["client_port"])[0]
+        check(t["end"] == "reused" and t["reuse_pid"] == s["reuse_pid"], "timewait %s" % t)
+        first = [c for c in closes(recs, lport=s["client_port"]) if c["timewait"]]
+        check(first and first[0]["conn_id"] == t["conn_id"] and t["pid"] == s["first_pid"],
+              "close %s and its TIME_WAIT %s" % (first, t))
+        d = [x for x in recs if x["event"] == "close-deferred"][0]
+        check(d["pid"] == s2["parent_pid"], "deferred close %s" % d)
+        bc = [x for x in recs if x["event"] == "bind-conflict"][0]
+        check(bc["pid"] == s3["second_server_pid"] and bc["lport"] == 7005, "conflict %s" % bc)
+        tr.stop()
+
+
+def t_conn_id_is_socket_cookie():
+    # conn_id is the kernel's socket cookie: ss -e shows it as sk:<hex>
+    with Netns("cookie") as ns, traced(ns) as tr:
+        p = subprocess.Popen(ns.cmd([Ctx.bin("ctscen"), "inherit", "--hold-ms", "1500"]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cookies, deadline = {}, time.time() + 10
+        while not cookies and time.time() < deadline and p.poll() is None:
+            out = ns.exec_(["ss", "-tneH", "state", "established"]).stdout
+            for line in out.splitlines():
+                f, m = line.split(), re.search(r"\bsk:([0-9a-f]+)", line)
+                if m and len(f) >= 4:
+                    cookies[(int(f[2].rsplit(":", 1)[1]), int(f[3].rsplit(":", 1)[1]))] = int(m.group(1), 16)
+            time.sleep(0.05)
+        out, err = p.communicate(timeout=30)
+        s = json.loads([l for l in out.splitlines() if l.strip()][-1])
+        key = (s["conn_lport"], s["conn_rport"])
+        check(key in cookies, "ss did not show %s: %s" % (key, cookies))
+        real = tr.wait_for(lambda r: closes(r, lport=key[0], rport=key[1]), 10, "the close")
+        c = one(closes(real, lport=key[0], rport=key[1]), "close")
+        check(c["conn_id"] == cookies[key], "conn_id %s, cookie %s" % (c["conn_id"], cookies[key]))
+        tr.stop()
+
 # ---------------------------------------------------------------- recording
 
 
@@ -1098,7 +1143,8 @@ INTEGRATION = [
     t_timewait_fin_wait2_timeout, t_retransmission_timeout,
     t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
     t_states_mode,
-    t_stats_at_exit, t_errors, t_smoke_sigterm, t_classic_tracepoints,
+    t_stats_at_exit, t_errors, t_smoke_sigterm, t_classic_tracepoints, t_old_kernel,
+    t_conn_id_is_socket_cookie,
     t_record_replay_identical, t_recorder_sigkill, t_truncated_and_corrupt_files,
     t_summary_matches_records, t_summary_live_only, t_full_disk, t_rotation,
     t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions, t_tw_reuse_check,

@@ -140,7 +140,7 @@ static bool kernel_has_btf_tracepoint(const char *event)
 }
 
 /* pick BTF tracepoints where the kernel has them, classic ones otherwise */
-static int choose_programs(struct closetrace_bpf *skel, bool classic, bool syscalls)
+static int choose_programs(struct closetrace_bpf *skel, bool classic, bool syscalls, bool old_kernel)
 {
 	struct bpf_program *per_syscall[] = {
 		skel->progs.handle_close_enter, skel->progs.handle_bind_exit,
@@ -178,7 +178,7 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic, bool sysca
 		if (pairs[i].tp)
 			bpf_program__set_autoload(pairs[i].tp, classic);
 	}
-	skel->rodata->modern = !classic && kernel_is_modern();
+	skel->rodata->modern = !classic && !old_kernel && kernel_is_modern();
 	/*
 	 * close() that does not close, EADDRINUSE: with BTF tracepoints only,
 	 * through the per-syscall tracepoints where there are, else the raw
@@ -248,7 +248,7 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 		tw_entries = tw_buckets * 2 > (1 << 24) ? (1 << 24) : (uint32_t)(tw_buckets * 2);
 	bpf_map__set_max_entries(skel->maps.tws, tw_entries);
 	bpf_map__set_max_entries(skel->maps.rb, RINGBUF_BYTES);
-	return choose_programs(skel, o->classic_tp, !o->no_syscalls);
+	return choose_programs(skel, o->classic_tp, !o->no_syscalls, o->old_kernel);
 }
 
 /* -p: tell the kernel side which sockets the process already holds */

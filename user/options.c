@@ -28,6 +28,7 @@ enum {
 	OPT_NO_SYSCALLS,
 	OPT_WATCH,
 	OPT_MAX_TIMEWAIT,
+	OPT_OLD_KERNEL,
 };
 
 static const char doc[] =
@@ -82,6 +83,8 @@ static const struct argp_option option_table[] = {
 	  "TIME_WAIT sockets tracked at once (default 2 x tcp_max_tw_buckets, at least 262144)", 4 },
 	{ "classic-tracepoints", OPT_CLASSIC_TP, NULL, 0,
 	  "Attach classic tracepoints instead of BTF ones (diagnostic)", 4 },
+	{ "old-kernel", OPT_OLD_KERNEL, NULL, 0,
+	  "Use only what Linux 5.8-5.18 offers BTF tracepoints (diagnostic)", 4 },
 	{ "version", OPT_VERSION, NULL, 0, "Print the version and exit", 4 },
 	{ "help", 'h', NULL, 0, "Show this help", 4 },
 	{},
@@ -297,8 +300,8 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 			fail("-i goes with --summary");
 		if (o->tw_reuse && o->summary)
 			fail("--tw-reuse and --summary exclude each other");
-		if (o->read_path && (o->duration || o->classic_tp))
-			fail("-d and --classic-tracepoints do not apply to -r");
+		if (o->read_path && (o->duration || o->classic_tp || o->old_kernel))
+			fail("-d, --classic-tracepoints and --old-kernel do not apply to -r");
 		break;
 	case OPT_JSON:
 		o->json = true;
@@ -314,6 +317,9 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		break;
 	case OPT_CLASSIC_TP:
 		o->classic_tp = true;
+		break;
+	case OPT_OLD_KERNEL:
+		o->old_kernel = true;
 		break;
 	case OPT_VERSION:
 		printf("closetrace %s\n", CT_VERSION);

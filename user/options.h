@@ -20,6 +20,7 @@ struct ct_options {
 	bool timestamps;  /* -T */
 	bool verbose;	  /* -v */
 	bool classic_tp;  /* --classic-tracepoints */
+	bool old_kernel;  /* --old-kernel */
 	const char *write_path;	 /* -w: record to this file ("-" = stdout) */
 	const char *read_path;	 /* -r: replay this recording */
 	bool print;		 /* --print: with -w, also print */

@@ -55,4 +55,41 @@ int floor_timer_cancel(void *ctx)
 	return 0;
 }
 
+/* closetrace's per-syscall hooks (the raw sys_enter/sys_exit ones when these are missing) */
+SEC("tracepoint/syscalls/sys_enter_close")
+int floor_close_enter(void *ctx)
+{
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_bind")
+int floor_bind_exit(void *ctx)
+{
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_listen")
+int floor_listen_exit(void *ctx)
+{
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int floor_connect_exit(void *ctx)
+{
+	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int floor_sys_enter(void *ctx)
+{
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int floor_sys_exit(void *ctx)
+{
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -6,10 +6,12 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mount.h>
 #include <bpf/libbpf.h>
 #include "floor.skel.h"
 
@@ -26,6 +28,23 @@ static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list a
 	if (level == LIBBPF_DEBUG)
 		return 0;
 	return vfprintf(stderr, fmt, args);
+}
+
+/* as closetrace chooses: per-syscall tracepoints if tracefs has them */
+static void choose_syscall_hooks(struct floor_bpf *skel)
+{
+	const char *ev = "/sys/kernel/tracing/events/syscalls/sys_enter_close";
+	bool each;
+
+	if (access(ev, F_OK))
+		mount("nodev", "/sys/kernel/tracing", "tracefs", 0, NULL);
+	each = access(ev, F_OK) == 0;
+	bpf_program__set_autoload(skel->progs.floor_close_enter, each);
+	bpf_program__set_autoload(skel->progs.floor_bind_exit, each);
+	bpf_program__set_autoload(skel->progs.floor_listen_exit, each);
+	bpf_program__set_autoload(skel->progs.floor_connect_exit, each);
+	bpf_program__set_autoload(skel->progs.floor_sys_enter, !each);
+	bpf_program__set_autoload(skel->progs.floor_sys_exit, !each);
 }
 
 int main(int argc, char **argv)
@@ -67,9 +86,16 @@ int main(int argc, char **argv)
 	sigaddset(&block, SIGALRM);
 	sigprocmask(SIG_BLOCK, &block, &old);
 
-	skel = floor_bpf__open_and_load();
+	skel = floor_bpf__open();
 	if (!skel) {
-		fprintf(stderr, "floor: failed to load BPF object: %s\n", strerror(errno));
+		fprintf(stderr, "floor: failed to open BPF object: %s\n", strerror(errno));
+		return 1;
+	}
+	choose_syscall_hooks(skel);
+	err = floor_bpf__load(skel);
+	if (err) {
+		fprintf(stderr, "floor: failed to load BPF object: %s\n", strerror(-err));
+		floor_bpf__destroy(skel);
 		return 1;
 	}
 	err = floor_bpf__attach(skel);
