@@ -96,10 +96,15 @@ struct {
 	__uint(max_entries, 8 << 20);
 } rb SEC(".maps");
 
+/*
+ * Per-socket state.  Preallocated (sized by the loader, --max-sockets):
+ * every connection inserts and deletes an entry, and a preallocated
+ * element is taken from and returned to a per-CPU free list, where the
+ * allocating kind goes through the BPF memory allocator and RCU.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, struct ct_sock);
 } socks SEC(".maps");

@@ -588,6 +588,7 @@ def t_errors():
         (["--rport", "80,,81"], 2, "invalid port list"),
         (["-p", "notapid"], 2, "invalid PID"),
         (["-d", "-3"], 2, "invalid duration"),
+        (["--max-sockets", "5"], 2, "invalid --max-sockets"),
         (["-p", "2147483646"], 1, "does not exist"),
     ]
     for args, rc, msg in cases:

@@ -247,6 +247,8 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	else if (tw_buckets > 0 && tw_buckets * 2 > tw_entries)
 		tw_entries = tw_buckets * 2 > (1 << 24) ? (1 << 24) : (uint32_t)(tw_buckets * 2);
 	bpf_map__set_max_entries(skel->maps.tws, tw_entries);
+	if (o->max_sockets)
+		bpf_map__set_max_entries(skel->maps.socks, o->max_sockets);
 	bpf_map__set_max_entries(skel->maps.rb, RINGBUF_BYTES);
 	return choose_programs(skel, o->classic_tp, !o->no_syscalls, o->old_kernel);
 }

@@ -29,6 +29,7 @@ enum {
 	OPT_WATCH,
 	OPT_MAX_TIMEWAIT,
 	OPT_OLD_KERNEL,
+	OPT_MAX_SOCKETS,
 };
 
 static const char doc[] =
@@ -79,6 +80,8 @@ static const struct argp_option option_table[] = {
 	{ NULL, 0, NULL, 0, "Run:", 4 },
 	{ "duration", 'd', "SECONDS", 0, "Stop after this many seconds", 4 },
 	{ "verbose", 'v', NULL, 0, "Print libbpf debug output", 4 },
+	{ "max-sockets", OPT_MAX_SOCKETS, "N", 0,
+	  "Connections tracked at once (default 65536; ~330 bytes of kernel memory each)", 4 },
 	{ "max-timewait", OPT_MAX_TIMEWAIT, "N", 0,
 	  "TIME_WAIT sockets tracked at once (default 2 x tcp_max_tw_buckets, at least 262144)", 4 },
 	{ "classic-tracepoints", OPT_CLASSIC_TP, NULL, 0,
@@ -281,6 +284,13 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		if (errno || *end || v < 1024 || v > (1L << 24))
 			fail("invalid --max-timewait '%s' (1024-16777216)", arg);
 		o->max_timewait = (uint32_t)v;
+		break;
+	case OPT_MAX_SOCKETS:
+		errno = 0;
+		v = strtol(arg, &end, 10);
+		if (errno || *end || v < 1024 || v > (1L << 24))
+			fail("invalid --max-sockets '%s' (1024-16777216)", arg);
+		o->max_sockets = (uint32_t)v;
 		break;
 	case OPT_WATCH:
 		o->watch = parse_seconds(arg);

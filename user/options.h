@@ -34,6 +34,7 @@ struct ct_options {
 	bool no_syscalls;	 /* --no-syscalls: no close-deferred / bind-conflict */
 	double watch;		 /* --watch: report CLOSE_WAIT / FIN_WAIT2 older than this */
 	uint32_t max_timewait;	 /* --max-timewait: TIME_WAIT sockets tracked at once */
+	uint32_t max_sockets;  /* --max-sockets, 0: default */
 	int argc;		 /* the command line, for the recording's header */
 	char **argv;
 };
