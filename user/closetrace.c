@@ -33,7 +33,7 @@
 #include "trace_file.h"
 
 #define POLL_MS 100
-#define WAKEUP_BYTES (256 << 10)
+#define WAKEUP_BYTES (2 << 20) /* POLL_MS bounds the latency anyway */
 /* a consumer starved of CPU for a few hundred ms at full churn still loses nothing */
 #define RINGBUF_BYTES (32 << 20)
 #define PID_EXIT_GRACE_NS 500000000ULL

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 #include "output.h"
 
 /* indexed by the kernel's TCP state numbers (netinet/tcp.h: TCP_ESTABLISHED = 1 ...) */
@@ -85,38 +86,195 @@ static const char *linger_name(int linger)
 	return linger == CT_LINGER_ACKED ? "acked" : linger == CT_LINGER_TIMEOUT ? "timeout" : "none";
 }
 
+/*
+ * Hand-written number and address formatting: snprintf() and inet_ntop()
+ * (which prints with sprintf) were most of the loader's CPU at full
+ * connection churn.  Each writes at p and returns the end; the unit tests
+ * hold them to the text the libc functions gave.
+ */
+static const char digit_pairs[201] =
+	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+	"8081828384858687888990919293949596979899";
+
+/* digits of v < 10^8 */
+static inline int decimal_digits32(uint32_t v)
+{
+	return 1 + (v >= 10) + (v >= 100) + (v >= 1000) + (v >= 10000) + (v >= 100000) +
+	       (v >= 1000000) + (v >= 10000000);
+}
+
+/* "%u" of v < 10^8, in 32-bit arithmetic (cheaper than 64-bit) */
+static char *fmt_u32(char *p, uint32_t v)
+{
+	char *end = p + decimal_digits32(v), *q = end;
+
+	while (v >= 100) {
+		q -= 2;
+		memcpy(q, digit_pairs + 2 * (v % 100), 2);
+		v /= 100;
+	}
+	if (v >= 10)
+		memcpy(q - 2, digit_pairs + 2 * v, 2);
+	else
+		q[-1] = '0' + v;
+	return end;
+}
+
+/* exactly 8 digits, zero-padded, of v < 10^8 */
+static char *fmt_8digits(char *p, uint32_t v)
+{
+	for (int i = 6; i >= 0; i -= 2, v /= 100)
+		memcpy(p + i, digit_pairs + 2 * (v % 100), 2);
+	return p + 8;
+}
+
+/* "%llu": in pieces of 8 digits */
+static char *fmt_u64(char *p, uint64_t v)
+{
+	if (v < 100000000)
+		return fmt_u32(p, v);
+	if (v < 10000000000000000ULL) {
+		p = fmt_u32(p, v / 100000000);
+		return fmt_8digits(p, v % 100000000);
+	}
+	p = fmt_u32(p, v / 10000000000000000ULL);
+	p = fmt_8digits(p, v / 100000000 % 100000000);
+	return fmt_8digits(p, v % 100000000);
+}
+
+/* "%0*llu": v in width digits, zero-padded (v < 10^width) */
+static char *fmt_u64_zero(char *p, uint64_t v, int width)
+{
+	for (int i = width - 1; i >= 0; i--, v /= 10)
+		p[i] = '0' + v % 10;
+	return p + width;
+}
+
+/* "%x" of a 16-bit word */
+static char *fmt_hex16(char *p, unsigned int v)
+{
+	static const char hex[] = "0123456789abcdef";
+	int shift = v >= 0x1000 ? 12 : v >= 0x100 ? 8 : v >= 0x10 ? 4 : 0;
+
+	for (; shift >= 0; shift -= 4)
+		*p++ = hex[(v >> shift) & 15];
+	return p;
+}
+
+static char *fmt_ipv4(char *p, const uint8_t *a)
+{
+	for (int i = 0; i < 4; i++) {
+		if (i)
+			*p++ = '.';
+		p = fmt_u64(p, a[i]);
+	}
+	return p;
+}
+
+/*
+ * inet_ntop(AF_INET6) as glibc writes it: the longest run of two or more
+ * zero words (the first of equal ones) becomes "::", and ::a.b.c.d and
+ * ::ffff:a.b.c.d end in dotted IPv4.
+ */
+static char *fmt_ipv6(char *p, const uint8_t *a)
+{
+	int best = -1, best_len = 0, cur = -1, cur_len = 0;
+	unsigned int w[8];
+
+	for (int i = 0; i < 8; i++) {
+		w[i] = a[2 * i] << 8 | a[2 * i + 1];
+		if (w[i]) {
+			cur = -1;
+			continue;
+		}
+		if (cur < 0)
+			cur = i, cur_len = 0;
+		if (++cur_len > best_len)
+			best = cur, best_len = cur_len;
+	}
+	if (best_len < 2)
+		best = -1;
+	for (int i = 0; i < 8; i++) {
+		if (best >= 0 && i >= best && i < best + best_len) {
+			if (i == best)
+				*p++ = ':';
+			continue;
+		}
+		if (i)
+			*p++ = ':';
+		if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)))
+			return fmt_ipv4(p, a + 12);
+		p = fmt_hex16(p, w[i]);
+	}
+	if (best >= 0 && best + best_len == 8)
+		*p++ = ':';
+	return p;
+}
+
+/* any family but AF_INET is shown as IPv6, as inet_ntop() was asked to */
+static char *fmt_addr(char *p, uint16_t family, const uint8_t *addr)
+{
+	return family == AF_INET ? fmt_ipv4(p, addr) : fmt_ipv6(p, addr);
+}
+
 void format_addr(uint16_t family, const uint8_t *addr, char *buf, size_t len)
 {
-	if (!inet_ntop(family == AF_INET ? AF_INET : AF_INET6, addr, buf, len))
+	char t[INET6_ADDRSTRLEN];
+	size_t n = fmt_addr(t, family, addr) - t;
+
+	if (n >= len) {
 		snprintf(buf, len, "?");
+		return;
+	}
+	memcpy(buf, t, n);
+	buf[n] = '\0';
 }
 
 /* fixed point, rounded half up: no floating point on the hot path */
-void format_duration(uint64_t ns, char *buf, size_t len)
+static char *fmt_duration(char *p, uint64_t ns)
 {
 	static const struct {
-		uint64_t limit, unit;
+		uint64_t limit, unit, div;
 		int decimals;
-		const char *suffix;
+		char suffix[3];
 	} scale[] = {
-		{ 1000, 1, 0, "ns" },
-		{ 1000000, 100, 1, "us" },
-		{ 1000000000, 10000, 2, "ms" },
-		{ UINT64_MAX, 10000000, 2, "s" },
+		{ 1000, 1, 1, 0, "ns" },
+		{ 1000000, 100, 10, 1, "us" },
+		{ 1000000000, 10000, 100, 2, "ms" },
+		{ UINT64_MAX, 10000000, 100, 2, "s" },
 	};
 	size_t i = 0;
-	uint64_t v, div;
+	uint64_t v;
 
 	while (ns >= scale[i].limit && i < sizeof(scale) / sizeof(scale[0]) - 1)
 		i++;
 	if (!scale[i].decimals) {
-		snprintf(buf, len, "%llu%s", (unsigned long long)ns, scale[i].suffix);
-		return;
+		p = fmt_u64(p, ns);
+	} else {
+		/* in 10^-decimals of the unit (wraps near UINT64_MAX, as it always did) */
+		v = (ns + scale[i].unit / 2) / scale[i].unit;
+		p = fmt_u64(p, v / scale[i].div);
+		*p++ = '.';
+		p = fmt_u64_zero(p, v % scale[i].div, scale[i].decimals);
 	}
-	v = (ns + scale[i].unit / 2) / scale[i].unit; /* in 10^-decimals of the unit */
-	div = scale[i].decimals == 1 ? 10 : 100;
-	snprintf(buf, len, "%llu.%0*llu%s", (unsigned long long)(v / div), scale[i].decimals,
-		 (unsigned long long)(v % div), scale[i].suffix);
+	*p++ = scale[i].suffix[0];
+	if (scale[i].suffix[1])
+		*p++ = scale[i].suffix[1];
+	return p;
+}
+
+void format_duration(uint64_t ns, char *buf, size_t len)
+{
+	char t[32];
+	size_t n = fmt_duration(t, ns) - t;
+
+	if (!len)
+		return;
+	if (n >= len)
+		n = len - 1; /* cut short, as snprintf() would */
+	memcpy(buf, t, n);
+	buf[n] = '\0';
 }
 
 static const char *family_name(uint16_t family)
@@ -175,27 +333,52 @@ void json_string(FILE *f, const char *s, size_t max)
 }
 
 /*
- * A JSON line is built in memory with these and written at once: at full
- * connection churn, fprintf() was most of the loader's CPU.
+ * A line is built in memory with these and written at once: at full
+ * connection churn, fprintf() was most of the loader's CPU.  No line comes
+ * near the buffer's size; the bounds checks only keep a wrong one from
+ * overflowing it, and stay out of the way of the inlined constant copies.
  */
+#define LINE_MAX_NUMBER 24 /* room for any fmt_* of a number or duration */
+
 struct line {
 	size_t n;
-	char b[2048];
+	char b[4096];
 };
 
-static void put_mem(struct line *l, const char *s, size_t n)
+static void put_mem_cut(struct line *l, const char *s, size_t n)
 {
-	if (l->n + n > sizeof(l->b))
-		n = sizeof(l->b) - l->n;
+	n = n < sizeof(l->b) - l->n ? n : sizeof(l->b) - l->n;
+	memcpy(l->b + l->n, s, n);
+	l->n += n;
+}
+
+static inline void put_mem(struct line *l, const char *s, size_t n)
+{
+	if (__builtin_expect(n > sizeof(l->b) - l->n, 0)) {
+		put_mem_cut(l, s, n);
+		return;
+	}
 	memcpy(l->b + l->n, s, n);
 	l->n += n;
 }
 
 #define put_lit(l, s) put_mem(l, s, sizeof(s) - 1)
 
-static void put_str(struct line *l, const char *s)
+static inline void put_char(struct line *l, char c)
+{
+	if (l->n < sizeof(l->b))
+		l->b[l->n++] = c;
+}
+
+static inline void put_str(struct line *l, const char *s)
 {
 	put_mem(l, s, strlen(s));
+}
+
+/* room for a formatted number or address at the end, or false (it is left out) */
+static inline bool put_room(struct line *l, size_t n)
+{
+	return sizeof(l->b) - l->n >= n;
 }
 
 /* at most max bytes of s, padded with spaces to width */
@@ -204,8 +387,21 @@ static void put_pad(struct line *l, const char *s, size_t max, size_t width)
 	size_t n = strnlen(s, max);
 
 	put_mem(l, s, n);
-	while (n++ < width)
-		put_mem(l, " ", 1);
+	if (n < width && put_room(l, width - n)) {
+		memset(l->b + l->n, ' ', width - n);
+		l->n += width - n;
+	}
+}
+
+/* spaces from column start (an offset in l) up to width */
+static void put_pad_from(struct line *l, size_t start, size_t width)
+{
+	size_t used = l->n - start;
+
+	if (used < width && put_room(l, width - used)) {
+		memset(l->b + l->n, ' ', width - used);
+		l->n += width - used;
+	}
 }
 
 static void put_fmt(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -215,6 +411,8 @@ static void put_fmt(struct line *l, const char *fmt, ...)
 	va_list ap;
 	int n;
 
+	if (l->n >= sizeof(l->b))
+		return;
 	va_start(ap, fmt);
 	n = vsnprintf(l->b + l->n, sizeof(l->b) - l->n, fmt, ap);
 	va_end(ap);
@@ -222,23 +420,10 @@ static void put_fmt(struct line *l, const char *fmt, ...)
 		l->n += (size_t)n < sizeof(l->b) - l->n ? (size_t)n : sizeof(l->b) - l->n - 1;
 }
 
-static void put_duration(struct line *l, uint64_t ns)
+static inline void put_u64(struct line *l, unsigned long long v)
 {
-	char d[32];
-
-	format_duration(ns, d, sizeof(d));
-	put_str(l, d);
-}
-
-static void put_u64(struct line *l, unsigned long long v)
-{
-	char t[24];
-	int i = sizeof(t);
-
-	do
-		t[--i] = '0' + v % 10;
-	while (v /= 10);
-	put_mem(l, t + i, sizeof(t) - i);
+	if (put_room(l, LINE_MAX_NUMBER))
+		l->n = fmt_u64(l->b + l->n, v) - l->b;
 }
 
 static void put_i64(struct line *l, long long v)
@@ -251,6 +436,18 @@ static void put_i64(struct line *l, long long v)
 	}
 }
 
+static void put_duration(struct line *l, uint64_t ns)
+{
+	if (put_room(l, LINE_MAX_NUMBER))
+		l->n = fmt_duration(l->b + l->n, ns) - l->b;
+}
+
+static void put_addr(struct line *l, uint16_t family, const uint8_t *addr)
+{
+	if (put_room(l, INET6_ADDRSTRLEN))
+		l->n = fmt_addr(l->b + l->n, family, addr) - l->b;
+}
+
 static void put_bool(struct line *l, bool b)
 {
 	if (b)
@@ -259,31 +456,25 @@ static void put_bool(struct line *l, bool b)
 		put_lit(l, "false");
 }
 
-/* ,"key":"value" and ,"key":number */
-static void put_kstr(struct line *l, const char *key, const char *v)
+/*
+ * ,"key":"value", ,"key":number and ,"key":bool.  key must be a string
+ * literal: ,"key": is put together by the compiler and copied inline.
+ */
+#define KEY(key) ",\"" key "\":"
+#define put_key(l, key) put_lit(l, KEY(key))
+
+static inline void put_kstr_(struct line *l, const char *key, size_t key_len, const char *v)
 {
-	put_lit(l, ",\"");
-	put_str(l, key);
-	put_lit(l, "\":\"");
+	put_mem(l, key, key_len);
 	put_str(l, v);
 	put_lit(l, "\"");
 }
 
-static void put_knum(struct line *l, const char *key, unsigned long long v)
-{
-	put_lit(l, ",\"");
-	put_str(l, key);
-	put_lit(l, "\":");
-	put_u64(l, v);
-}
+#define put_kstr(l, key, v) put_kstr_(l, KEY(key) "\"", sizeof(KEY(key) "\"") - 1, v)
 
-static void put_kbool(struct line *l, const char *key, bool v)
-{
-	put_lit(l, ",\"");
-	put_str(l, key);
-	put_lit(l, "\":");
-	put_bool(l, v);
-}
+#define put_knum(l, key, v) (put_key(l, key), put_u64(l, v))
+
+#define put_kbool(l, key, v) (put_key(l, key), put_bool(l, v))
 
 static void put_jstring(struct line *l, const char *s, size_t max)
 {
@@ -300,11 +491,25 @@ static void put_jstring(struct line *l, const char *s, size_t max)
 		} else if (c < 0x20 || c >= 0x7f) {
 			put_mem(l, e, 6);
 		} else {
-			put_mem(l, (const char *)&c, 1);
+			put_char(l, c);
 		}
 	}
 	put_lit(l, "\"");
 }
+
+/* "NAME": in the states object, by state (the unnamed ones: "?") */
+#define STATE_KEY(name) { "\"" name "\":", sizeof("\"" name "\":") - 1 }
+
+static const struct {
+	const char *s;
+	size_t n;
+} json_state_keys[CT_NSTATES] = {
+	[TCP_ESTABLISHED] = STATE_KEY("ESTABLISHED"), [TCP_SYN_SENT] = STATE_KEY("SYN_SENT"),
+	[TCP_SYN_RECV] = STATE_KEY("SYN_RECV"),	      [TCP_FIN_WAIT1] = STATE_KEY("FIN_WAIT1"),
+	[TCP_FIN_WAIT2] = STATE_KEY("FIN_WAIT2"),     [TCP_TIME_WAIT] = STATE_KEY("TIME_WAIT"),
+	[TCP_CLOSE_WAIT] = STATE_KEY("CLOSE_WAIT"),   [TCP_LAST_ACK] = STATE_KEY("LAST_ACK"),
+	[TCP_CLOSING] = STATE_KEY("CLOSING"),
+};
 
 static void json_states(struct line *l, const struct ct_record *r)
 {
@@ -316,9 +521,10 @@ static void json_states(struct line *l, const struct ct_record *r)
 			continue;
 		if (!first)
 			put_lit(l, ",");
-		put_lit(l, "\"");
-		put_str(l, state_name(s));
-		put_lit(l, "\":");
+		if (json_state_keys[s].n)
+			put_mem(l, json_state_keys[s].s, json_state_keys[s].n);
+		else
+			put_lit(l, "\"?\":");
 		put_u64(l, r->state_ns[s]);
 		first = false;
 	}
@@ -358,6 +564,7 @@ static void json_kind_fields(struct line *l, const struct ct_record *r)
 		put_kbool(l, "rst_sent", r->flags & CT_F_RST_SENT);
 		put_kbool(l, "rst_received", r->flags & CT_F_RST_RECEIVED);
 		put_kbool(l, "preexisting", r->flags & CT_F_PREEXISTING);
+		put_kbool(l, "accepted", r->flags & CT_F_PASSIVE);
 		break;
 	case CT_REC_TIMEWAIT:
 		json_states(l, r);
@@ -422,14 +629,12 @@ static void json_kind_fields(struct line *l, const struct ct_record *r)
 
 static void output_json(const struct ct_output *o, const struct ct_record *r)
 {
-	char la[INET6_ADDRSTRLEN], ra[INET6_ADDRSTRLEN], frac[7];
+	char frac[7];
 	int64_t real = (int64_t)r->ts_ns + o->mono_to_real_ns;
 	long long us = real % 1000000000 / 1000;
 	struct line l;
 
 	l.n = 0;
-	format_addr(r->family, r->laddr, la, sizeof(la));
-	format_addr(r->family, r->raddr, ra, sizeof(ra));
 	put_lit(&l, "{\"event\":\"");
 	put_str(&l, event_name(r->kind));
 	put_lit(&l, "\"");
@@ -445,15 +650,33 @@ static void output_json(const struct ct_output *o, const struct ct_record *r)
 	put_lit(&l, ",\"comm\":");
 	put_jstring(&l, r->comm, CT_COMM_LEN);
 	put_kstr(&l, "family", family_name(r->family));
-	put_kstr(&l, "laddr", la);
-	put_knum(&l, "lport", r->lport);
-	put_kstr(&l, "raddr", ra);
+	put_lit(&l, ",\"laddr\":\"");
+	put_addr(&l, r->family, r->laddr);
+	put_lit(&l, "\",\"lport\":");
+	put_u64(&l, r->lport);
+	put_lit(&l, ",\"raddr\":\"");
+	put_addr(&l, r->family, r->raddr);
+	put_lit(&l, "\"");
 	put_knum(&l, "rport", r->rport);
 	put_knum(&l, "netns", r->netns);
 	put_kstr(&l, "initiator", initiator_name(r->initiator));
 	json_kind_fields(&l, r);
 	put_lit(&l, "}\n");
 	fwrite(l.b, 1, l.n, o->out);
+}
+
+/*
+ * A file or pipe gets a large buffer: one write() per 256 KiB rather than
+ * per 4 KiB, and (on a file) fewer partly written pages the kernel must
+ * zero.  The loader flushes after every ring buffer poll, so lines are no
+ * later than before; a terminal keeps its line buffering.
+ */
+void output_buffer(FILE *f)
+{
+	static char buf[256 << 10];
+
+	if (!isatty(fileno(f)))
+		setvbuf(f, buf, _IOFBF, sizeof(buf));
 }
 
 void output_header(const struct ct_output *o)
@@ -491,8 +714,10 @@ static void table_details(struct line *l, const struct ct_record *r)
 		}
 		if (r->flags & CT_F_EXITING) {
 			put_lit(l, " (process exiting");
-			if (r->exit_signal)
-				put_fmt(l, ", signal %u", r->exit_signal);
+			if (r->exit_signal) {
+				put_lit(l, ", signal ");
+				put_u64(l, r->exit_signal);
+			}
 			put_lit(l, ")");
 		}
 		if (r->linger) {
@@ -511,8 +736,12 @@ static void table_details(struct line *l, const struct ct_record *r)
 			put_lit(l, " FIN_WAIT2=");
 			put_duration(l, r->state_ns[TCP_FIN_WAIT2]);
 		}
-		if (r->tw_end == CT_TW_REUSED)
-			put_fmt(l, " by %u/%.*s", r->reuse_pid, CT_COMM_LEN, r->reuse_comm);
+		if (r->tw_end == CT_TW_REUSED) {
+			put_lit(l, " by ");
+			put_u64(l, r->reuse_pid);
+			put_lit(l, "/");
+			put_mem(l, r->reuse_comm, strnlen(r->reuse_comm, CT_COMM_LEN));
+		}
 		break;
 	case CT_REC_STATE:
 		put_lit(l, " ");
@@ -573,13 +802,53 @@ static void table_details(struct line *l, const struct ct_record *r)
 	}
 }
 
+/* "a.b.c.d:port" or "[v6]:port", padded to a column of 26 and a space */
 static void put_endpoint(struct line *l, uint16_t family, const uint8_t *addr, uint16_t port)
 {
-	char a[INET6_ADDRSTRLEN], e[INET6_ADDRSTRLEN + 8];
+	size_t start = l->n;
 
-	format_addr(family, addr, a, sizeof(a));
-	snprintf(e, sizeof(e), family == AF_INET ? "%s:%u" : "[%s]:%u", a, port);
-	put_pad(l, e, sizeof(e), 26);
+	if (family == AF_INET) {
+		put_addr(l, family, addr);
+		put_lit(l, ":");
+	} else {
+		put_lit(l, "[");
+		put_addr(l, family, addr);
+		put_lit(l, "]:");
+	}
+	put_u64(l, port);
+	put_pad_from(l, start, 26);
+	put_lit(l, " ");
+}
+
+/*
+ * "HH:MM:SS.mmm ": localtime_r() and strftime() once per second shown,
+ * not once per line (the loader formats from one thread).
+ */
+static void put_time(struct line *l, int64_t real)
+{
+	static bool cached;
+	static time_t cached_sec;
+	static char hms[16];
+	static size_t hms_len;
+	time_t sec = real / 1000000000;
+	long long ms = real % 1000000000 / 1000000;
+
+	if (!cached || sec != cached_sec) {
+		struct tm tm;
+
+		localtime_r(&sec, &tm);
+		hms_len = strftime(hms, sizeof(hms), "%H:%M:%S", &tm);
+		cached_sec = sec;
+		cached = true;
+	}
+	put_mem(l, hms, hms_len);
+	if (ms < 0) {
+		put_fmt(l, ".%03lld ", ms);
+		return;
+	}
+	put_lit(l, ".");
+	if (put_room(l, 3))
+		l->n = fmt_u64_zero(l->b + l->n, ms, 3) - l->b;
 	put_lit(l, " ");
 }
 
@@ -588,20 +857,17 @@ static void output_table(const struct ct_output *o, const struct ct_record *r)
 	struct line l;
 
 	l.n = 0;
-	if (o->timestamps) {
-		int64_t real = (int64_t)r->ts_ns + o->mono_to_real_ns;
-		time_t sec = real / 1000000000;
-		struct tm tm;
-		char t[16];
+	if (o->timestamps)
+		put_time(&l, (int64_t)r->ts_ns + o->mono_to_real_ns);
+	if (r->pid) {
+		size_t start = l.n;
 
-		localtime_r(&sec, &tm);
-		strftime(t, sizeof(t), "%H:%M:%S", &tm);
-		put_fmt(&l, "%s.%03lld ", t, (long long)(real % 1000000000 / 1000000));
-	}
-	if (r->pid)
-		put_fmt(&l, "%-7u ", r->pid);
-	else
+		put_u64(&l, r->pid);
+		put_pad_from(&l, start, 7);
+		put_lit(&l, " ");
+	} else {
 		put_lit(&l, "?       ");
+	}
 	put_pad(&l, r->pid ? r->comm : "?", CT_COMM_LEN, 15);
 	put_lit(&l, " ");
 	put_pad(&l, event_name(r->kind), 32, 8);

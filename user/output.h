@@ -34,6 +34,8 @@ void format_addr(uint16_t family, const uint8_t *addr, char *buf, size_t len);
 /* "812ns", "41.2us", "1.20ms", "60.84s" */
 void format_duration(uint64_t ns, char *buf, size_t len);
 
+/* give f (stdout) a large buffer unless it is a terminal; call before writing to it */
+void output_buffer(FILE *f);
 void output_header(const struct ct_output *o);
 void output_record(const struct ct_output *o, const struct ct_record *r);
 void output_stats(const struct ct_output *o, const struct ct_stats *s);

@@ -16,6 +16,7 @@ int pipeline_init(struct pipeline *p, const struct ct_options *o, bool print,
 {
 	memset(p, 0, sizeof(*p));
 	p->out.out = stdout;
+	output_buffer(stdout);
 	p->out.json = o->json;
 	p->out.timestamps = o->timestamps;
 	p->out.mono_to_real_ns = mono_to_real_ns;

@@ -138,6 +138,7 @@ const struct ct_summary *summary_totals(const struct summary_view *v)
 
 void summary_add(struct summary_view *v, const struct ct_record *r)
 {
+	static const char no_comm[CT_COMM_LEN]; /* table_get() copies CT_COMM_LEN bytes */
 	struct ct_endpoint e = {};
 	struct ct_counts *c;
 
@@ -148,7 +149,7 @@ void summary_add(struct summary_view *v, const struct ct_record *r)
 	if (c)
 		ct_counts_account(c, r);
 	ct_endpoint_of(&e, r);
-	c = table_get(&v->endpoints, &e, "");
+	c = table_get(&v->endpoints, &e, no_comm);
 	if (c)
 		ct_counts_account(c, r);
 }
@@ -243,7 +244,11 @@ static void endpoint_str(const struct ct_endpoint *e, char *buf, size_t len)
 	char a[INET6_ADDRSTRLEN];
 
 	format_addr(e->family, e->addr, a, sizeof(a));
-	snprintf(buf, len, e->family == AF_INET ? "%s:%u" : "[%s]:%u", a, e->port);
+	/* port 0: the clients of accepted connections, by address (ct_endpoint_of()) */
+	if (!e->port)
+		snprintf(buf, len, e->family == AF_INET ? "%s:*" : "[%s]:*", a);
+	else
+		snprintf(buf, len, e->family == AF_INET ? "%s:%u" : "[%s]:%u", a, e->port);
 }
 
 static void json_hist(FILE *f, const char *name, const __u64 *h, bool *first)

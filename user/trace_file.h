@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * Recorded traces (-w / -r).  The format is described in doc/trace-format.md:
- * a fixed header, then self-contained zlib-compressed blocks of raw records,
+ * a fixed header, then self-contained raw deflate blocks of packed records,
  * each with its own length and CRC, so a file cut at any byte still reads
  * back up to its last complete block.
  */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include "correlate.h"
 #include "filter.h"
@@ -265,6 +266,265 @@ static void test_table_close(void)
 	CHECK_HAS(s, "[::1]:40000");
 }
 
+/* the formatting the hand-written code replaced: it must give the same text */
+static void old_format_duration(uint64_t ns, char *buf, size_t len)
+{
+	static const struct {
+		uint64_t limit, unit;
+		int decimals;
+		const char *suffix;
+	} scale[] = {
+		{ 1000, 1, 0, "ns" },
+		{ 1000000, 100, 1, "us" },
+		{ 1000000000, 10000, 2, "ms" },
+		{ UINT64_MAX, 10000000, 2, "s" },
+	};
+	size_t i = 0;
+	uint64_t v, div;
+
+	while (ns >= scale[i].limit && i < sizeof(scale) / sizeof(scale[0]) - 1)
+		i++;
+	if (!scale[i].decimals) {
+		snprintf(buf, len, "%llu%s", (unsigned long long)ns, scale[i].suffix);
+		return;
+	}
+	v = (ns + scale[i].unit / 2) / scale[i].unit;
+	div = scale[i].decimals == 1 ? 10 : 100;
+	snprintf(buf, len, "%llu.%0*llu%s", (unsigned long long)(v / div), scale[i].decimals,
+		 (unsigned long long)(v % div), scale[i].suffix);
+}
+
+static uint64_t test_rand_state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t test_rand(void)
+{
+	test_rand_state ^= test_rand_state << 13;
+	test_rand_state ^= test_rand_state >> 7;
+	test_rand_state ^= test_rand_state << 17;
+	return test_rand_state;
+}
+
+static void test_duration_edges(void)
+{
+	static const uint64_t edge[] = {
+		0, 1, 9, 10, 99, 100, 999, 1000, 1049, 1050, 9949, 9950, 99949, 99950, 999949,
+		999950, 999999, 1000000, 1004999, 1005000, 9994999, 9995000, 99995000, 999994999,
+		999995000, 999999999, 1000000000, 1004999999, 1005000000, 99995000000ULL,
+		4294967295ULL, 4294967296ULL, 99999999ULL, 100000000ULL, 9999999999999999ULL,
+		10000000000000000ULL, 1ULL << 63, UINT64_MAX - 5000000, UINT64_MAX - 4999999,
+		UINT64_MAX,
+	};
+	char a[64], b[64];
+
+	for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++) {
+		format_duration(edge[i], a, sizeof(a));
+		old_format_duration(edge[i], b, sizeof(b));
+		CHECK_STR(a, b);
+		/* cut short like snprintf() */
+		for (size_t len = 0; len < 8; len++) {
+			memset(a, 'x', sizeof(a));
+			memset(b, 'x', sizeof(b));
+			format_duration(edge[i], a, len);
+			old_format_duration(edge[i], b, len);
+			CHECK(!memcmp(a, b, sizeof(a)));
+		}
+	}
+	for (int i = 0; i < 200000; i++) {
+		uint64_t ns = test_rand() >> (test_rand() % 64);
+
+		format_duration(ns, a, sizeof(a));
+		old_format_duration(ns, b, sizeof(b));
+		CHECK_STR(a, b);
+	}
+}
+
+/* IPv6 addresses of the shapes inet_ntop() treats apart: zero runs, v4-mapped, v4-compatible */
+static void random_ipv6(uint8_t *a)
+{
+	uint16_t w[8];
+	int shape = test_rand() % 6;
+
+	for (int i = 0; i < 8; i++)
+		w[i] = test_rand() % 3 ? 0 : test_rand() % 2 ? test_rand() : test_rand() % 16;
+	if (shape == 0) {
+		memset(w, 0, sizeof(w));
+		w[7] = test_rand() % 3;
+		w[6] = test_rand() % 2 ? test_rand() : 0;
+	} else if (shape == 1) {
+		memset(w, 0, sizeof(w));
+		w[5] = test_rand() % 2 ? 0xffff : test_rand() % 2;
+		w[6] = test_rand() % 2 ? test_rand() : 0;
+		w[7] = test_rand();
+	} else if (shape == 2) {
+		for (int i = 0; i < 8; i++)
+			w[i] = test_rand();
+	}
+	for (int i = 0; i < 8; i++) {
+		a[2 * i] = w[i] >> 8;
+		a[2 * i + 1] = w[i];
+	}
+}
+
+static void test_addr_inet_ntop(void)
+{
+	uint8_t a[16] = {};
+	char got[64], want[64];
+
+	for (int i = 0; i < 200000; i++) {
+		int family = i % 2 ? AF_INET6 : AF_INET;
+
+		if (family == AF_INET)
+			for (int k = 0; k < 4; k++)
+				a[k] = test_rand() % 3 ? test_rand() : test_rand() % 2 ? 0 : 255;
+		else
+			random_ipv6(a);
+		format_addr(family, a, got, sizeof(got));
+		CHECK(inet_ntop(family, a, want, sizeof(want)));
+		CHECK_STR(got, want);
+	}
+	memset(a, 0, sizeof(a));
+	format_addr(AF_INET6, a, got, sizeof(got));
+	CHECK_STR(got, "::");
+	memset(a, 0xff, sizeof(a));
+	format_addr(AF_INET6, a, got, sizeof(got));
+	CHECK_STR(got, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+	/* a family other than AF_INET is shown as IPv6, as before */
+	format_addr(0, a, got, sizeof(got));
+	CHECK_STR(got, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+	/* too small a buffer: "?", as when inet_ntop() failed */
+	format_addr(AF_INET6, a, got, 39);
+	CHECK_STR(got, "?");
+	format_addr(AF_INET6, a, got, 40);
+	CHECK_STR(got, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+}
+
+/* the table line as the snprintf() code wrote it, up to DETAILS */
+static void old_table_prefix(const struct ct_record *r, char *buf, size_t len)
+{
+	char la[INET6_ADDRSTRLEN], ra[INET6_ADDRSTRLEN], le[64], re[64], pid[16];
+	const char *fmt = r->family == AF_INET ? "%s:%u" : "[%s]:%u";
+
+	inet_ntop(r->family == AF_INET ? AF_INET : AF_INET6, r->laddr, la, sizeof(la));
+	inet_ntop(r->family == AF_INET ? AF_INET : AF_INET6, r->raddr, ra, sizeof(ra));
+	snprintf(le, sizeof(le), fmt, la, r->lport);
+	snprintf(re, sizeof(re), fmt, ra, r->rport);
+	if (r->pid)
+		snprintf(pid, sizeof(pid), "%-7u", r->pid);
+	else
+		snprintf(pid, sizeof(pid), "?      ");
+	snprintf(buf, len, "%s %-15.16s %-8s %-26s %-26s %-12s %-12s", pid, r->pid ? r->comm : "?",
+		 "close", le, re, initiator_name(r->initiator), method_name(r->method));
+}
+
+static void test_table_numbers(void)
+{
+	static const uint32_t pids[] = { 0, 1, 9, 10, 999999, 1000000, 9999999, 10000000,
+					 99999999, 100000000, 4294967295u };
+	static const uint16_t ports[] = { 0, 1, 9, 10, 99, 100, 9999, 10000, 65535 };
+	char want[512], d[64];
+	struct ct_record r;
+	char *s;
+
+	sample_close(&r);
+	memcpy(r.comm, "sixteen-bytes-ok", CT_COMM_LEN); /* no NUL */
+	for (size_t i = 0; i < sizeof(pids) / sizeof(pids[0]); i++) {
+		for (size_t k = 0; k < sizeof(ports) / sizeof(ports[0]); k++) {
+			r.pid = pids[i];
+			r.lport = ports[k];
+			r.rport = ports[sizeof(ports) / sizeof(ports[0]) - 1 - k];
+			r.family = k % 2 ? AF_INET6 : AF_INET;
+			if (r.family == AF_INET6)
+				random_ipv6(r.laddr), random_ipv6(r.raddr);
+			r.state_ns[TCP_ESTABLISHED] = test_rand() >> (test_rand() % 64);
+			old_table_prefix(&r, want, sizeof(want));
+			s = render(&r, false);
+			CHECK(!strncmp(s, want, strlen(want)));
+			old_format_duration(r.state_ns[TCP_ESTABLISHED], d, sizeof(d));
+			snprintf(want, sizeof(want), " ESTABLISHED=%s FIN_WAIT1=0ns FIN_WAIT2=7ns -> TIME_WAIT\n", d);
+			CHECK_STR(s + strlen(s) - strlen(want), want);
+		}
+	}
+	r.kind = CT_REC_TIMEWAIT;
+	r.tw_end = CT_TW_REUSED;
+	r.tw_ns = 60270000000ULL;
+	r.reuse_pid = 4294967295u;
+	memcpy(r.reuse_comm, "a-sixteen-byte-c", CT_COMM_LEN); /* no NUL */
+	s = render(&r, false);
+	CHECK_HAS(s, " reused TIME_WAIT=60.27s by 4294967295/a-sixteen-byte-c\n");
+	r.kind = CT_REC_CLOSE;
+	r.flags = CT_F_EXITING;
+	r.exit_signal = 255;
+	s = render(&r, false);
+	CHECK_HAS(s, " (process exiting, signal 255)");
+}
+
+static void test_json_numbers(void)
+{
+	struct ct_record r;
+	char want[256];
+	char *s;
+
+	sample_close(&r);
+	r.conn_id = UINT64_MAX;
+	r.ts_ns = 123456789;
+	r.pid = 4294967295u;
+	r.netns = 0;
+	r.lport = 0;
+	r.rport = 65535;
+	r.visited = 1 << TCP_ESTABLISHED | 1 << 12 | 1 << 15;
+	r.state_ns[TCP_ESTABLISHED] = 10000000000000000ULL;
+	r.state_ns[12] = 9999999999999999ULL;
+	r.state_ns[15] = 100000000;
+	s = render(&r, true);
+	CHECK_HAS(s, "\"conn_id\":18446744073709551615,\"ts\":1700000000.123456,\"ts_ns\":123456789,");
+	CHECK_HAS(s, "\"pid\":4294967295,");
+	CHECK_HAS(s, "\"lport\":0,\"raddr\":\"127.0.0.2\",\"rport\":65535,\"netns\":0,");
+	CHECK_HAS(s, "\"states\":{\"ESTABLISHED\":10000000000000000,\"?\":9999999999999999,\"?\":100000000}");
+	for (int i = 0; i < 1000; i++) {
+		uint64_t v = test_rand() >> (test_rand() % 64);
+
+		r.ino = v ? v : 1;
+		s = render(&r, true);
+		snprintf(want, sizeof(want), ",\"inode\":%llu,", (unsigned long long)r.ino);
+		CHECK_HAS(s, want);
+	}
+}
+
+/* -T: the time of day, worked out once a second, as localtime_r() gives it */
+static void test_table_time(void)
+{
+	struct ct_output o = { .timestamps = true, .mono_to_real_ns = 1700000000000000000LL };
+	struct ct_record r;
+	char *buf = NULL, want[32], *line;
+	size_t len;
+	uint64_t ts[] = { 0, 999999, 1000000, 999999999, 1000000000, 1000000001, 1500000000,
+			  3600123000000ULL, 3600999000000ULL, 86399999000000ULL, 86400000000000ULL };
+
+	sample_close(&r);
+	strcpy(r.comm, "curl"); /* one line a record */
+	o.out = open_memstream(&buf, &len);
+	for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) {
+		r.ts_ns = ts[i];
+		output_record(&o, &r);
+	}
+	fclose(o.out);
+	line = buf;
+	for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) {
+		int64_t real = (int64_t)ts[i] + o.mono_to_real_ns;
+		time_t sec = real / 1000000000;
+		struct tm tm;
+		char t[16];
+
+		localtime_r(&sec, &tm);
+		strftime(t, sizeof(t), "%H:%M:%S", &tm);
+		snprintf(want, sizeof(want), "%s.%03lld 77      ", t,
+			 (long long)(real % 1000000000 / 1000000));
+		CHECK(!strncmp(line, want, strlen(want)));
+		line = strchr(line, '\n') + 1;
+	}
+	free(buf);
+}
+
 struct collected {
 	struct ct_record r[4];
 	int n;
@@ -487,6 +747,133 @@ static void test_trace_roundtrip(void)
 	rmdir(dir);
 }
 
+/* records written and read back must be the same, whatever their shape */
+static bool roundtrip(const struct ct_record *recs, int n, long *file_size)
+{
+	char dir[] = "/tmp/ct-unit-XXXXXX", path[64], err[128];
+	char *argv[] = { "closetrace" };
+	struct ct_file_header h;
+	struct recorder_opts ro = { .mode = 0600, .header = &h };
+	struct ct_stats st = { .records = n };
+	struct recorder *rec;
+	struct trace_reader *rd;
+	struct ct_record back;
+	bool ok = true;
+	int i = 0;
+	FILE *f;
+
+	if (!mkdtemp(dir))
+		return false;
+	snprintf(path, sizeof(path), "%s/t.ct", dir);
+	ro.path = path;
+	trace_header_init(&h, 0, 1, argv);
+	if (recorder__open(&ro, &rec))
+		return false;
+	for (int k = 0; k < n; k++)
+		ok = ok && recorder__add(rec, &recs[k]) == 0;
+	ok = ok && recorder__write_stats(rec, &st) == 0;
+	ok = recorder__close(rec) == 0 && ok;
+	rd = trace_reader__open(path, err, sizeof(err));
+	ok = ok && rd;
+	while (ok) {
+		enum reader_status s = trace_reader__next(rd, &back);
+
+		if (s == READ_STATS)
+			break;
+		ok = s == READ_OK && i < n && !memcmp(&back, &recs[i], sizeof(back));
+		i++;
+	}
+	ok = ok && i == n && trace_reader__next(rd, &back) == READ_EOF;
+	trace_reader__close(rd);
+	f = fopen(path, "rb");
+	if (f && file_size) {
+		fseek(f, 0, SEEK_END);
+		*file_size = ftell(f);
+	}
+	if (f)
+		fclose(f);
+	unlink(path);
+	rmdir(dir);
+	return ok;
+}
+
+static void random_words(struct ct_record *r, uint64_t keep)
+{
+	uint64_t w[sizeof(*r) / 8];
+
+	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)
+		w[i] = keep & (1ULL << i) ? test_rand() : 0;
+	memcpy(r, w, sizeof(w));
+}
+
+static void test_trace_encoder(void)
+{
+	enum { N = 5000 };
+	static struct ct_record recs[N];
+	const int words = sizeof(struct ct_record) / 8;
+	long size;
+
+	/* a connection's close and timewait, over and over: compresses well */
+	for (int i = 0; i < N; i++) {
+		sample_close(&recs[i]);
+		recs[i].conn_id = 4096 + i / 2;
+		recs[i].ts_ns += i * 48611ULL + test_rand() % 5000;
+		recs[i].lport = 1024 + i / 2 % 60000;
+		recs[i].raddr[3] = 1 + i / 2 % 64;
+		recs[i].state_ns[TCP_ESTABLISHED] = 20000 + test_rand() % 90000;
+		recs[i].ino = 130340872 + i / 2;
+		if (i % 2) {
+			recs[i].kind = CT_REC_TIMEWAIT;
+			recs[i].tw_end = CT_TW_REUSED;
+			recs[i].tw_ns = 1000000000 + test_rand() % 1000000;
+			recs[i].reuse_pid = 77;
+		}
+	}
+	CHECK(roundtrip(recs, N, &size));
+	CHECK(size < N * (long)sizeof(struct ct_record) / 8);
+	/* identical records (runs longer than a match), and all-zero ones */
+	for (int i = 0; i < N; i++)
+		sample_close(&recs[i]);
+	CHECK(roundtrip(recs, N, NULL));
+	memset(recs, 0, sizeof(recs));
+	CHECK(roundtrip(recs, N, NULL));
+	/* a few masks, records that differ from the last of theirs here and there */
+	for (int i = 0; i < N; i++) {
+		static const uint64_t masks[] = { 0x1, 0xff00ff, 0x7fffffffffULL, 0x5555555555ULL,
+						  0x3, 0x8000000001ULL };
+		uint64_t m = masks[test_rand() % 6] & ((1ULL << words) - 1);
+
+		if (i < 6 || test_rand() % 4 == 0) {
+			random_words(&recs[i], m);
+			continue;
+		}
+		recs[i] = recs[i - 1 - test_rand() % 6];
+		for (int k = test_rand() % 12; k > 0; k--)
+			((uint8_t *)&recs[i])[test_rand() % sizeof(recs[i])] = test_rand();
+	}
+	CHECK(roundtrip(recs, N, NULL));
+	/* full records, bytes of very skewed counts: the Huffman codes must be cut to 15 bits */
+	for (int i = 0; i < N; i++) {
+		uint8_t *b = (uint8_t *)&recs[i];
+
+		random_words(&recs[i], ((1ULL << words) - 1) & ~(1ULL << i % words));
+		for (size_t k = 0; k < sizeof(recs[i]); k++) {
+			uint64_t x = test_rand();
+			int sym = 1;
+
+			while (sym < 24 && x & 1)
+				sym++, x >>= 1;
+			b[k] = b[k] ? sym : 0;
+		}
+	}
+	CHECK(roundtrip(recs, N, NULL));
+	/* incompressible records: stored, no bigger than they were */
+	for (int i = 0; i < N; i++)
+		random_words(&recs[i], test_rand());
+	CHECK(roundtrip(recs, N, &size));
+	CHECK(size < N * (long)(8 + sizeof(struct ct_record)) + 4096);
+}
+
 static void test_size_parse(void)
 {
 	CHECK(parse_size("4096") == 4096);
@@ -505,6 +892,11 @@ int main(void)
 	run("json_close", test_json_close);
 	run("json_timewait_reused", test_json_timewait_reused);
 	run("table_close", test_table_close);
+	run("duration_edges", test_duration_edges);
+	run("addr_inet_ntop", test_addr_inet_ntop);
+	run("table_numbers", test_table_numbers);
+	run("json_numbers", test_json_numbers);
+	run("table_time", test_table_time);
 	run("correlate_not_created", test_correlate_not_created);
 	run("correlate_states", test_correlate_states);
 	run("names", test_names);
@@ -513,6 +905,7 @@ int main(void)
 	run("filter", test_filter);
 	run("summary_account", test_summary_account);
 	run("trace_roundtrip", test_trace_roundtrip);
+	run("trace_encoder", test_trace_encoder);
 	run("size_parse", test_size_parse);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
