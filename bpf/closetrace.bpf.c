@@ -737,6 +737,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 			zero.state_ts = now;
 		} else if (old == S_LISTEN && new == S_SYN_RECV) {
 			/* a passive child: owned by the listener's process */
+			zero.flags = CT_F_PASSIVE;
 			struct ct_listener_key lk = {
 				.netns = RD(direct, RD(direct, sk, __sk_common.skc_net.net), ns.inum),
 				.port = sk_lport(sk, direct),

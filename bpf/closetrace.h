@@ -105,6 +105,7 @@ enum ct_tw_end {
 #define CT_F_INCOMPLETE	   (1u << 10) /* holder / port-user: the /proc scan gave up before the end */
 #define CT_F_WATCH_CLOSED  (1u << 11) /* watch: the socket finally closed */
 #define CT_F_AGE_AT_LEAST  (1u << 12) /* watch: already in the state when tracing began */
+#define CT_F_PASSIVE	   (1u << 13) /* accepted from a listener: the remote end is a client */
 
 /* counters in the stats array (a global in the BPF object) */
 enum ct_stat {

@@ -84,10 +84,15 @@ CT_INLINE void ct_counts_account(struct ct_counts *c, const struct ct_record *r)
 		__sync_fetch_and_add(&c->tw_created, 1);
 }
 
+/*
+ * A remote endpoint: address and port, but only the address for accepted
+ * connections, whose remote port is the client's ephemeral one (counting
+ * by it would give every connection its own line).
+ */
 CT_INLINE void ct_endpoint_of(struct ct_endpoint *e, const struct ct_record *r)
 {
 	e->family = r->family;
-	e->port = r->rport;
+	e->port = r->flags & CT_F_PASSIVE ? 0 : r->rport;
 	for (int i = 0; i < 16; i++)
 		e->addr[i] = r->raddr[i];
 }
