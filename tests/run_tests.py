@@ -215,6 +215,8 @@ def t_client_closes_first():
         for st in ("ESTABLISHED", "CLOSE_WAIT", "LAST_ACK"):
             check(st in srv["states"], "server states lack %s: %s" % (st, srv["states"]))
         check(c["conn_id"] != srv["conn_id"], "two connections share a conn_id")
+        check(srv["accepted"] is True and c["accepted"] is False,
+              "accepted: server %s, client %s" % (srv["accepted"], c["accepted"]))
         check(c["netns"] == ns.inode, "netns %s != %s" % (c["netns"], ns.inode))
         check(c["family"] == "ipv4" and c["laddr"] == "127.0.0.1", "bad address %s" % c)
         tr.stop()
@@ -811,6 +813,11 @@ def t_summary_matches_records():
     tops = {t["pid"]: t for t in kern["top_processes"]}
     for r in cl:
         check(r["pid"] in tops, "pid %s missing from top_processes" % r["pid"])
+    # servers' clients count by address alone, clients' servers by address and port
+    eps = {e["endpoint"]: e["closes"] for e in kern["top_remote"]}
+    check(eps.get("127.0.0.1:*") == len([r for r in cl if r["accepted"]]) == 4 and
+          all(eps.get("127.0.0.1:%d" % p) == 1 for p in (7001, 7002, 7003, 7004)),
+          "endpoints %s" % eps)
     run(["rm", "-rf", d])
 
 
