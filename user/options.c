@@ -182,6 +182,19 @@ static double parse_seconds(const char *arg)
 	return d;
 }
 
+/* a kernel table size (--max-sockets, --max-timewait): 1024 to 2^24, 0 if invalid */
+static uint32_t parse_table_size(const char *arg)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno || end == arg || *end || v < 1024 || v > (1L << 24))
+		return 0;
+	return (uint32_t)v;
+}
+
 static error_t parse_opt(int key, char *arg, struct argp_state *state)
 {
 	struct parse_state *ps = state->input;
@@ -279,18 +292,14 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		o->no_syscalls = true;
 		break;
 	case OPT_MAX_TIMEWAIT:
-		errno = 0;
-		v = strtol(arg, &end, 10);
-		if (errno || *end || v < 1024 || v > (1L << 24))
+		o->max_timewait = parse_table_size(arg);
+		if (!o->max_timewait)
 			fail("invalid --max-timewait '%s' (1024-16777216)", arg);
-		o->max_timewait = (uint32_t)v;
 		break;
 	case OPT_MAX_SOCKETS:
-		errno = 0;
-		v = strtol(arg, &end, 10);
-		if (errno || *end || v < 1024 || v > (1L << 24))
+		o->max_sockets = parse_table_size(arg);
+		if (!o->max_sockets)
 			fail("invalid --max-sockets '%s' (1024-16777216)", arg);
-		o->max_sockets = (uint32_t)v;
 		break;
 	case OPT_WATCH:
 		o->watch = parse_seconds(arg);
