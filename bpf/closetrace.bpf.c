@@ -674,6 +674,63 @@ static __always_inline void tw_delete(struct tw_info *ti, __u64 key)
 }
 
 /*
+ * The first event of a socket: its state, entered into socks.  Not inlined,
+ * so that the zeroed state on its stack costs only here.
+ */
+static __noinline struct ct_sock *sock_first_seen(struct sock *sk, int old, int new, __u64 now,
+						  int direct)
+{
+	struct ct_sock zero = {};
+	struct ct_sock *si;
+
+	zero.conn_id = new_conn_id(sk, direct);
+	zero.initiator = CT_INIT_NONE;
+	if (old == S_CLOSE && new == S_SYN_SENT) {
+		zero.state_ts = now;
+	} else if (old == S_LISTEN && new == S_SYN_RECV) {
+		/* a passive child: owned by the listener's process */
+		zero.flags = CT_F_PASSIVE;
+		struct ct_listener_key lk = {
+			.netns = RD(direct, RD(direct, sk, __sk_common.skc_net.net), ns.inum),
+			.port = sk_lport(sk, direct),
+		};
+		struct ct_owner *o = bpf_map_lookup_elem(&listeners, &lk);
+
+		if (o) {
+			zero.pid = o->pid;
+			__builtin_memcpy(zero.comm, o->comm, CT_COMM_LEN);
+		}
+		zero.state_ts = now;
+	} else {
+		/* existed before tracing started */
+		/* the current state's start is unknown: not reported */
+		zero.flags = CT_F_PREEXISTING;
+		/*
+		 * A closing state says who began: CLOSE_WAIT and
+		 * LAST_ACK follow the peer's FIN, FIN_WAIT1/2 our own
+		 * (a FIN_WAIT1 that goes on to CLOSING becomes
+		 * simultaneous below).
+		 */
+		if (old == S_CLOSE_WAIT || old == S_LAST_ACK) {
+			zero.initiator = CT_INIT_REMOTE;
+			zero.method = CT_M_FIN;
+		} else if (old == S_FIN_WAIT1 || old == S_FIN_WAIT2) {
+			zero.initiator = CT_INIT_LOCAL;
+		} else if (old == S_CLOSING) {
+			zero.initiator = CT_INIT_SIMULTANEOUS;
+		} else if (old != S_ESTABLISHED && old != S_SYN_SENT && old != S_SYN_RECV) {
+			zero.initiator = CT_INIT_UNKNOWN;
+		}
+		if (filter_pid)
+			owner_from_inode(sk, &zero, direct);
+	}
+	si = sock_state_new(sk, &zero);
+	if (!si)
+		stat_inc(CT_STAT_SOCKS_FULL);
+	return si;
+}
+
+/*
  * The timewait socket that tcp_time_wait() has just scheduled for this
  * full socket (timer_start, below), not yet joined to it.  Found by the
  * socket cookie where the kernel lets us give sockets one, else through
@@ -701,7 +758,7 @@ static __always_inline struct tw_info *tw_born(struct ct_sock *si, struct ct_tup
 static __always_inline int handle_set_state(struct sock *sk, int old, int new, int direct)
 {
 	__u64 now;
-	struct ct_sock *si, zero = {};
+	struct ct_sock *si;
 	struct ct_tuple t;
 
 	if (RD(direct, sk, sk_protocol) != IPPROTO_TCP)
@@ -731,52 +788,9 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 	if (!si) {
 		if (new == S_CLOSE && (old == S_CLOSE || old == S_SYN_SENT))
 			return 0; /* a connect() that failed at once */
-		zero.conn_id = new_conn_id(sk, direct);
-		zero.initiator = CT_INIT_NONE;
-		if (old == S_CLOSE && new == S_SYN_SENT) {
-			zero.state_ts = now;
-		} else if (old == S_LISTEN && new == S_SYN_RECV) {
-			/* a passive child: owned by the listener's process */
-			zero.flags = CT_F_PASSIVE;
-			struct ct_listener_key lk = {
-				.netns = RD(direct, RD(direct, sk, __sk_common.skc_net.net), ns.inum),
-				.port = sk_lport(sk, direct),
-			};
-			struct ct_owner *o = bpf_map_lookup_elem(&listeners, &lk);
-
-			if (o) {
-				zero.pid = o->pid;
-				__builtin_memcpy(zero.comm, o->comm, CT_COMM_LEN);
-			}
-			zero.state_ts = now;
-		} else {
-			/* existed before tracing started */
-			/* the current state's start is unknown: not reported */
-			zero.flags = CT_F_PREEXISTING;
-			/*
-			 * A closing state says who began: CLOSE_WAIT and
-			 * LAST_ACK follow the peer's FIN, FIN_WAIT1/2 our own
-			 * (a FIN_WAIT1 that goes on to CLOSING becomes
-			 * simultaneous below).
-			 */
-			if (old == S_CLOSE_WAIT || old == S_LAST_ACK) {
-				zero.initiator = CT_INIT_REMOTE;
-				zero.method = CT_M_FIN;
-			} else if (old == S_FIN_WAIT1 || old == S_FIN_WAIT2) {
-				zero.initiator = CT_INIT_LOCAL;
-			} else if (old == S_CLOSING) {
-				zero.initiator = CT_INIT_SIMULTANEOUS;
-			} else if (old != S_ESTABLISHED && old != S_SYN_SENT && old != S_SYN_RECV) {
-				zero.initiator = CT_INIT_UNKNOWN;
-			}
-			if (filter_pid)
-				owner_from_inode(sk, &zero, direct);
-		}
-		si = sock_state_new(sk, &zero);
-		if (!si) {
-			stat_inc(CT_STAT_SOCKS_FULL);
+		si = sock_first_seen(sk, old, new, now, direct);
+		if (!si)
 			return 0;
-		}
 	}
 
 	if (si->state_ts)
