@@ -178,6 +178,18 @@ struct {
 	__type(value, __u64);
 } id_counter SEC(".maps");
 
+/*
+ * A timewait socket born keyed by address because an older one of the same
+ * full socket holds their cookie (a socket reconnected after its close),
+ * for its CLOSE that follows on this CPU: { cookie, key }.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64[2]);
+} tw_collided SEC(".maps");
+
 /* --summary aggregates (bpf/summary_account.h) */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -733,17 +745,25 @@ static __noinline struct ct_sock *sock_first_seen(struct sock *sk, int old, int 
 /*
  * The timewait socket that tcp_time_wait() has just scheduled for this
  * full socket (timer_start, below), not yet joined to it.  Found by the
- * socket cookie where the kernel lets us give sockets one, else through
+ * socket cookie where the kernel lets us give sockets one (through
+ * tw_collided when an older timewait socket holds the cookie), else through
  * tw_birth by 4-tuple.  *key is its key in tws.
  */
 static __always_inline struct tw_info *tw_born(struct ct_sock *si, struct ct_tuple *t, __u64 *key,
 					       int direct)
 {
 	struct tw_info *ti;
+	__u32 zero = 0;
 	__u64 *kp;
 
 	if (direct && modern) {
+		__u64 *c = bpf_map_lookup_elem(&tw_collided, &zero);
+
 		*key = si->conn_id;
+		if (c && c[0] == si->conn_id) {
+			*key = c[1];
+			c[0] = 0;
+		}
 	} else {
 		kp = bpf_map_lookup_elem(&tw_birth, t);
 		if (!kp)
@@ -1175,12 +1195,20 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 	if (BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2)
 		zero.flags |= CT_F_TW_FIN_WAIT2;
 	if (!key || bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
+		__u64 cookie = key, *c;
+		__u32 zero_idx = 0;
+
 		key = (__u64)tw;
 		if (bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
 			stat_inc(CT_STAT_TW_FULL);
 			return 0;
 		}
 		__sync_fetch_and_add(&tw_by_address, 1);
+		c = bpf_map_lookup_elem(&tw_collided, &zero_idx);
+		if (c && cookie) {
+			c[0] = cookie;
+			c[1] = key;
+		}
 	}
 	if (!(direct && modern)) {
 		read_tuple(&tw->__tw_common, &t, 0);

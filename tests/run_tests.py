@@ -472,6 +472,30 @@ def t_timewait_netns_exit():
         ns.__exit__()
 
 
+def t_timewait_same_socket_twice():
+    # one socket reconnected after its TIME_WAIT: two timewait sockets with
+    # one cookie at once, both joined to their closes and both followed
+    ns = Netns("twtwice")
+    ns.__enter__()
+    try:
+        with traced(ns) as tr:
+            s = scenario(ns, "reconnect")
+            ports = (s["first_port"], s["second_port"])
+            recs = tr.wait_for(lambda r: all(closes(r, lport=p) for p in ports), 10, "both closes")
+            cl = [one(closes(recs, lport=p), "close of port %d" % p) for p in ports]
+            for c in cl:
+                check(c["timewait"] and c["pid"] == s["client_pid"], "close %s" % c)
+            run(["ip", "netns", "del", ns.name])
+            recs = tr.wait_for(lambda r: all(tws(r, lport=p) for p in ports), 15, "both TIME_WAITs")
+            for c in cl:
+                t = one(tws(recs, lport=c["lport"]), "TIME_WAIT of port %d" % c["lport"])
+                check(t["end"] == "netns-exit" and t["conn_id"] == c["conn_id"] and
+                      t["pid"] == s["client_pid"], "TIME_WAIT %s of close %s" % (t, c))
+            tr.stop()
+    finally:
+        ns.__exit__()
+
+
 def t_timewait_not_created():
     with Netns("twfull", {"net.ipv4.tcp_max_tw_buckets": "1"}) as ns, traced(ns) as tr:
         s = scenario(ns, "two-closes")
@@ -1147,7 +1171,7 @@ INTEGRATION = [
     t_client_closes_first, t_server_closes_first, t_simultaneous_close,
     t_linger0_reset, t_unread_data_reset, t_close_wait_duration, t_ipv6,
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
-    t_timewait_not_created, t_timewait_netns_exit, t_timewait_syn_kill,
+    t_timewait_not_created, t_timewait_netns_exit, t_timewait_same_socket_twice, t_timewait_syn_kill,
     t_timewait_fin_wait2_timeout, t_retransmission_timeout,
     t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
     t_states_mode,

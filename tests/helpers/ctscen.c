@@ -3022,6 +3022,54 @@ static void run_server_first(void) { scen_basic(M_SF, 0); }
 static void run_linger0(void) { scen_basic(M_LINGER0, 0); }
 static void run_unread(void) { scen_basic(M_UNREAD, 0); }
 static void run_close_wait(void) { scen_basic(M_CW, 0); }
+/*
+ * reconnect: one client socket, two connections, two TIME_WAITs.  The
+ * client shuts down, the server closes, the client's socket goes to
+ * TIME_WAIT with its fd still open; connect(AF_UNSPEC) then connect()
+ * again on the same socket (same socket cookie), and the same close.
+ */
+static int reconnect_round(int fd, int lfd, int first)
+{
+	struct sockaddr_storage ss;
+	socklen_t l = mkaddr(&ss, g_port);
+	char buf[64];
+	int afd, cport;
+
+	if (!first && connect(fd, (struct sockaddr *)&ss, l) < 0)
+		die("reconnect: %s", strerror(errno));
+	cport = sock_port(fd, 0);
+	afd = do_accept(lfd, 5000);
+	if (shutdown(fd, SHUT_WR) < 0)
+		die("shutdown: %s", strerror(errno));
+	if (!wait_fd(afd, POLLIN, 5000) || read(afd, buf, sizeof(buf)) != 0)
+		die("server: no EOF");
+	close(afd);
+	if (!diag_wait(cport, g_port, ST_TIME_WAIT, 2000, NULL))
+		die("client port %d: no TIME_WAIT", cport);
+	return cport;
+}
+
+static void scen_reconnect(void)
+{
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	long long t0, t1;
+	int lfd = mk_listener(g_port), fd, p1, p2;
+
+	fd = do_connect(0, &t0, &t1);
+	p1 = reconnect_round(fd, lfd, 1);
+	if (connect(fd, &unspec, sizeof(unspec)) < 0)
+		die("connect(AF_UNSPEC): %s", strerror(errno));
+	p2 = reconnect_round(fd, lfd, 0);
+	close(fd);
+	close(lfd);
+	jbegin();
+	jll("client_pid", getpid());
+	jll("server_port", g_port);
+	jll("first_port", p1);
+	jll("second_port", p2);
+	jend();
+}
+
 static void run_hold(void) { scen_basic(M_CW, 1); }
 
 static const struct scenario {
@@ -3049,6 +3097,7 @@ static const struct scenario {
 	{ "restart", scen_restart },
 	{ "held-port", scen_held_port },
 	{ "close-wait-leak", scen_close_wait_leak },
+	{ "reconnect", scen_reconnect },
 };
 
 static void usage(FILE *f)
@@ -3065,7 +3114,7 @@ static void usage(FILE *f)
 		"scenarios: client-first server-first simultaneous linger0 unread\n"
 		"           close-wait tw-reuse tw-rst tw-expire two-closes hold\n"
 		"           reuse-churn shutdown killed exit linger-wait inherit\n"
-		"           restart held-port close-wait-leak\n"
+		"           restart held-port close-wait-leak reconnect\n"
 		"internal:  inherit-child --hold-ms M [--report-fd N]\n");
 }
 
