@@ -179,6 +179,8 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic, bool sysca
 			bpf_program__set_autoload(pairs[i].tp, classic);
 	}
 	skel->rodata->modern = !classic && !old_kernel && kernel_is_modern();
+	/* task local storage maps need Linux 5.11: only the modern code uses it */
+	bpf_map__set_autocreate(skel->maps.task_connecting, skel->rodata->modern);
 	/*
 	 * close() that does not close, EADDRINUSE: with BTF tracepoints only,
 	 * through the per-syscall tracepoints where there are, else the raw
