@@ -98,12 +98,10 @@ static bool have_caps(void)
  * use what came before it, socket cookies (5.12), task local storage
  * (5.11) and bpf_task_pt_regs() (5.15).
  */
-static bool kernel_is_modern(void)
+static bool kernel_is_modern(const struct btf *btf)
 {
-	struct btf *btf = btf__load_vmlinux_btf();
 	const struct btf_type *t;
 	const struct btf_enum *e;
-	bool ok = false;
 	int id;
 
 	if (!btf)
@@ -113,9 +111,8 @@ static bool kernel_is_modern(void)
 	e = t ? btf_enum(t) : NULL;
 	for (int i = 0; e && i < btf_vlen(t); i++)
 		if (!strcmp(btf__name_by_offset(btf, e[i].name_off), "BPF_FUNC_map_lookup_percpu_elem"))
-			ok = true;
-	btf__free(btf);
-	return ok;
+			return true;
+	return false;
 }
 
 /* per-syscall tracepoints (CONFIG_FTRACE_SYSCALLS) */
@@ -125,18 +122,14 @@ static bool have_syscall_tracepoints(void)
 	       access("/sys/kernel/tracing/events/syscalls/sys_enter_close", F_OK) == 0;
 }
 
-static bool kernel_has_btf_tracepoint(const char *event)
+static bool kernel_has_btf_tracepoint(const struct btf *btf, const char *event)
 {
 	char name[128];
-	struct btf *btf = btf__load_vmlinux_btf();
-	bool ok;
 
 	if (!btf)
 		return false;
 	snprintf(name, sizeof(name), "btf_trace_%s", event);
-	ok = btf__find_by_name_kind(btf, name, BTF_KIND_TYPEDEF) > 0;
-	btf__free(btf);
-	return ok;
+	return btf__find_by_name_kind(btf, name, BTF_KIND_TYPEDEF) > 0;
 }
 
 /* pick BTF tracepoints where the kernel has them, classic ones otherwise */
@@ -146,6 +139,7 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic, bool sysca
 		skel->progs.handle_close_enter, skel->progs.handle_bind_exit,
 		skel->progs.handle_listen_exit, skel->progs.handle_connect_exit,
 	};
+	struct btf *vmlinux;
 	bool each_syscall;
 	struct {
 		struct bpf_program *btf, *tp;
@@ -160,7 +154,9 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic, bool sysca
 		{ skel->progs.handle_timer_cancel_btf, skel->progs.handle_timer_cancel_tp },
 	};
 
-	if (!classic && !kernel_has_btf_tracepoint("inet_sock_set_state")) {
+	/* the kernel's BTF, read once for both questions below */
+	vmlinux = classic ? NULL : btf__load_vmlinux_btf();
+	if (!classic && !kernel_has_btf_tracepoint(vmlinux, "inet_sock_set_state")) {
 		if (verbose)
 			fprintf(stderr, "closetrace: no BTF tracepoints, using classic tracepoints\n");
 		classic = true;
@@ -169,6 +165,7 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic, bool sysca
 		int err = ensure_tracefs();
 
 		if (err) {
+			btf__free(vmlinux);
 			die("classic tracepoints need tracefs at /sys/kernel/tracing: %s", strerror(-err));
 			return err;
 		}
@@ -178,7 +175,8 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic, bool sysca
 		if (pairs[i].tp)
 			bpf_program__set_autoload(pairs[i].tp, classic);
 	}
-	skel->rodata->modern = !classic && !old_kernel && kernel_is_modern();
+	skel->rodata->modern = !classic && !old_kernel && kernel_is_modern(vmlinux);
+	btf__free(vmlinux);
 	/* task local storage maps need Linux 5.11: only the modern code uses it */
 	bpf_map__set_autocreate(skel->maps.task_connecting, skel->rodata->modern);
 	/*
