@@ -57,6 +57,7 @@ const volatile __u32 hz = 250;		/* CONFIG_HZ, for jiffies */
  * connection ids and task local storage; else a counter and a hash.
  */
 const volatile __u8 modern = 0;
+const volatile __u32 n_slots = 65536; /* sock_slots entries, a power of two */
 /* this architecture's syscall numbers, from the loader's <sys/syscall.h> */
 const volatile long nr_close = -1;
 const volatile long nr_bind = -1;
@@ -65,6 +66,8 @@ const volatile long nr_connect = -1;
 
 /* counters read by the loader; enum ct_stat */
 __u64 stats[CT_STAT__MAX] = {};
+/* entries in socks while modern (see sock_state) */
+__u64 socks_spilled = 0;
 /* tws entries keyed by address, not cookie (see tw_state) */
 __u64 tw_by_address = 0;
 /* cancels of timewait timers not yet classified (see pending_cancel) */
@@ -97,10 +100,27 @@ struct {
 } rb SEC(".maps");
 
 /*
- * Per-socket state.  Preallocated (sized by the loader, --max-sockets):
- * every connection inserts and deletes an entry, and a preallocated
- * element is taken from and returned to a per-CPU free list, where the
- * allocating kind goes through the BPF memory allocator and RCU.
+ * Per-socket state on Linux 5.19+ (modern): slot cookie % n_slots of an
+ * array, taken by writing the socket's cookie into conn_id (0: free).
+ * Cookies are handed out in sequence (gen_cookie_next()), so the sockets
+ * alive at once mostly fall in different slots; a socket whose slot is
+ * taken goes to socks.  Taking and finding a slot is one array access,
+ * where a hash table costs a hash, a bucket lock and two cache misses.
+ * Sized by the loader (--max-sockets, a power of two).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct ct_sock);
+} sock_slots SEC(".maps");
+
+/*
+ * Per-socket state: the sockets whose slot was taken (modern, keyed by
+ * cookie, allocated on demand) or all of them (keyed by address,
+ * preallocated: every connection inserts and deletes an entry, and a
+ * preallocated element comes from a per-CPU free list, not the BPF memory
+ * allocator and RCU).  Sized by the loader (--max-sockets).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -226,30 +246,84 @@ static __always_inline void stat_inc(int i)
 }
 
 /*
- * Per-socket state, keyed by the socket's address.  (Socket local storage
- * was measured slower here: two allocations per socket.)
+ * Per-socket state: in a slot by cookie (modern), else in socks by
+ * address.  (Socket local storage was measured slower here: two
+ * allocations per socket.)  The cookie is the one sock_first_seen() had
+ * the kernel give every tracked socket; 0 means never tracked.
  */
-static __always_inline struct ct_sock *sock_state(struct sock *sk)
+static __always_inline __u64 sock_key(struct sock *sk, int direct)
 {
-	__u64 key = (__u64)sk;
+	if (!modern)
+		return (__u64)sk;
+	if (direct)
+		return sk->__sk_common.skc_cookie.counter;
+	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+}
 
+static __always_inline struct ct_sock *sock_slot(__u64 cookie)
+{
+	__u32 idx = cookie & (n_slots - 1);
+
+	return bpf_map_lookup_elem(&sock_slots, &idx);
+}
+
+static __always_inline struct ct_sock *sock_state_of(__u64 key)
+{
+	struct ct_sock *si;
+
+	if (modern) {
+		if (!key)
+			return NULL;
+		si = sock_slot(key);
+		if (si && si->conn_id == key)
+			return si;
+		if (!socks_spilled)
+			return NULL;
+	}
 	return bpf_map_lookup_elem(&socks, &key);
 }
 
+static __always_inline struct ct_sock *sock_state(struct sock *sk, int direct)
+{
+	return sock_state_of(sock_key(sk, direct));
+}
+
+/* init->conn_id is the socket's cookie when modern */
 static __always_inline struct ct_sock *sock_state_new(struct sock *sk, struct ct_sock *init)
 {
 	__u64 key = (__u64)sk;
+	struct ct_sock *si;
 
+	if (modern) {
+		key = init->conn_id;
+		si = sock_slot(key);
+		if (si && __sync_val_compare_and_swap(&si->conn_id, 0, key) == 0) {
+			*si = *init;
+			return si;
+		}
+	}
 	if (bpf_map_update_elem(&socks, &key, init, BPF_NOEXIST))
 		return NULL;
+	if (modern)
+		__sync_fetch_and_add(&socks_spilled, 1);
 	return bpf_map_lookup_elem(&socks, &key);
 }
 
-static __always_inline void sock_state_delete(struct sock *sk)
+static __always_inline void sock_state_delete(struct ct_sock *si, struct sock *sk)
 {
 	__u64 key = (__u64)sk;
+	struct ct_sock *slot;
 
-	bpf_map_delete_elem(&socks, &key);
+	if (modern) {
+		key = si->conn_id;
+		slot = sock_slot(key);
+		if (slot && slot->conn_id == key) {
+			slot->conn_id = 0; /* free */
+			return;
+		}
+	}
+	if (!bpf_map_delete_elem(&socks, &key) && modern)
+		__sync_fetch_and_add(&socks_spilled, -1);
 }
 
 /* the socket the current thread is connect()ing */
@@ -583,7 +657,7 @@ enum {
 static __always_inline void finish(struct ct_sock *si, const struct ct_tuple *t, struct sock *sk)
 {
 	emit_close(si, t);
-	sock_state_delete(sk);
+	sock_state_delete(si, sk);
 }
 
 /* SO_LINGER on, and its time in jiffies */
@@ -804,7 +878,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 	}
 
 	now = bpf_ktime_get_ns();
-	si = sock_state(sk);
+	si = sock_state(sk, direct);
 	if (!si) {
 		if (new == S_CLOSE && (old == S_CLOSE || old == S_SYN_SENT))
 			return 0; /* a connect() that failed at once */
@@ -915,7 +989,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 			 */
 			if (track_connect_fail && old == S_SYN_SENT && !t.lport && !err)
 				emit_connect_fail(si, &t);
-			sock_state_delete(sk);
+			sock_state_delete(si, sk);
 			return 0;
 		}
 		if (si->flags & (CT_F_RST_SENT | CT_F_RST_RECEIVED) || err ||
@@ -950,7 +1024,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 /* tcp_destroy_sock: the socket is freed; settle a pending close */
 static __always_inline int handle_destroy(struct sock *sk, int direct)
 {
-	struct ct_sock *si = sock_state(sk);
+	struct ct_sock *si = sock_state(sk, direct);
 	struct ct_tuple t;
 
 	if (!si)
@@ -962,7 +1036,7 @@ static __always_inline int handle_destroy(struct sock *sk, int direct)
 		finish(si, &t, sk);
 		return 0;
 	}
-	sock_state_delete(sk);
+	sock_state_delete(si, sk);
 	return 0;
 }
 
@@ -980,7 +1054,7 @@ static __always_inline int handle_reset(struct sock *sk, int sent, int reason, i
 
 	if (!sk)
 		return 0;
-	si = sock_state(sk);
+	si = sock_state(sk, direct);
 	if (!si)
 		return 0;
 	si->flags |= sent ? CT_F_RST_SENT : CT_F_RST_RECEIVED;
@@ -1009,7 +1083,7 @@ static __always_inline int handle_reset(struct sock *sk, int sent, int reason, i
 
 static __always_inline int handle_error_report(const struct sock *sk, int direct)
 {
-	struct ct_sock *si = sock_state((struct sock *)sk);
+	struct ct_sock *si = sock_state((struct sock *)sk, direct);
 	int err;
 
 	if (!si || si->initiator != CT_INIT_NONE)
@@ -1168,36 +1242,36 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 	struct inet_timewait_sock *tw;
 	struct tw_info *ti, zero = {};
 	struct ct_tuple t;
-	__u64 key;
+	__u64 key, cookie, *c;
+	__u32 zero_idx = 0;
 
 	settle_pending(timer, fn, 1);
 	if (fn != tw_timer_fn)
 		return 0;
 	tw = timer_tw(timer);
-	ti = tw_state(tw, &key);
-	if (ti) {
-		/* re-armed: in FIN_WAIT2 substate this is the peer's FIN */
-		if ((ti->flags & CT_F_TW_FIN_WAIT2) && !ti->fin_ns &&
-		    BPF_CORE_READ(tw, tw_substate) == S_TIME_WAIT)
-			ti->fin_ns = bpf_ktime_get_ns();
-		return 0;
-	}
 	/*
-	 * inet_twsk_hashdance_schedule(): a new timewait socket.  Keyed by
-	 * its cookie unless it has none or an older timewait socket of the
-	 * same full socket (reconnected after its close) still holds it.
+	 * inet_twsk_hashdance_schedule(): a new timewait socket, keyed by its
+	 * cookie.  Inserted without a lookup first (a cache miss in a big
+	 * table): a key already there is a re-arm, or an older timewait
+	 * socket of the same full socket (reconnected after its close).
 	 */
-	key = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
+	cookie = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
 	zero.tw = (__u64)tw;
 	if (direct && modern)
-		zero.conn_id = key; /* the connection's id, even if never joined */
+		zero.conn_id = cookie; /* the connection's id, even if never joined */
 	zero.start_ns = bpf_ktime_get_ns();
 	if (BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2)
 		zero.flags |= CT_F_TW_FIN_WAIT2;
-	if (!key || bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
-		__u64 cookie = key, *c;
-		__u32 zero_idx = 0;
-
+	key = cookie;
+	if (!cookie || bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
+		ti = tw_state(tw, &key);
+		if (ti) {
+			/* re-armed: in FIN_WAIT2 substate this is the peer's FIN */
+			if ((ti->flags & CT_F_TW_FIN_WAIT2) && !ti->fin_ns &&
+			    BPF_CORE_READ(tw, tw_substate) == S_TIME_WAIT)
+				ti->fin_ns = zero.start_ns;
+			return 0;
+		}
 		key = (__u64)tw;
 		if (bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
 			stat_inc(CT_STAT_TW_FULL);
@@ -1335,8 +1409,7 @@ static __always_inline struct sock *file_tcp_sock(struct file *f)
 static __always_inline struct ct_record *syscall_record(__u8 kind, struct sock *sk, struct file *f,
 							 long fd, const struct ct_tuple *t, int *ring)
 {
-	__u64 key = (__u64)sk;
-	struct ct_sock *si = bpf_map_lookup_elem(&socks, &key);
+	struct ct_sock *si = sock_state(sk, 0);
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct ct_record *r;
 

@@ -197,12 +197,34 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic, bool sysca
 	return 0;
 }
 
+/*
+ * Modern kernels: n sockets or more in sock_slots (a power of two of them,
+ * preallocated) and socks for those whose slot is taken, allocated on
+ * demand.  Older ones: socks only, preallocated.
+ */
+static void size_socket_tables(struct closetrace_bpf *skel, uint32_t n)
+{
+	uint32_t slots = 1;
+
+	bpf_map__set_max_entries(skel->maps.socks, n);
+	if (!skel->rodata->modern) {
+		bpf_map__set_autocreate(skel->maps.sock_slots, false);
+		return;
+	}
+	while (slots < n)
+		slots <<= 1;
+	skel->rodata->n_slots = slots;
+	bpf_map__set_max_entries(skel->maps.sock_slots, slots);
+	bpf_map__set_map_flags(skel->maps.socks, BPF_F_NO_PREALLOC);
+}
+
 static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 {
 	struct closetrace_bpf__rodata *ro = skel->rodata;
 	long long tw_buckets = read_sysctl("net/ipv4/tcp_max_tw_buckets");
 	unsigned int hz = kernel_hz();
 	uint32_t tw_entries;
+	int err;
 
 	ro->filter_pid = o->pid;
 	ro->filter_netns = o->netns;
@@ -247,10 +269,12 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	else if (tw_buckets > 0 && tw_buckets * 2 > tw_entries)
 		tw_entries = tw_buckets * 2 > (1 << 24) ? (1 << 24) : (uint32_t)(tw_buckets * 2);
 	bpf_map__set_max_entries(skel->maps.tws, tw_entries);
-	if (o->max_sockets)
-		bpf_map__set_max_entries(skel->maps.socks, o->max_sockets);
 	bpf_map__set_max_entries(skel->maps.rb, RINGBUF_BYTES);
-	return choose_programs(skel, o->classic_tp, !o->no_syscalls, o->old_kernel);
+	err = choose_programs(skel, o->classic_tp, !o->no_syscalls, o->old_kernel);
+	if (err)
+		return err;
+	size_socket_tables(skel, o->max_sockets ? o->max_sockets : DEFAULT_MAX_SOCKETS);
+	return 0;
 }
 
 /* -p: tell the kernel side which sockets the process already holds */
@@ -594,7 +618,8 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (next_watch && now >= next_watch) {
-			watch_tick(p.watch, bpf_map__fd(skel->maps.socks), now);
+			watch_tick(p.watch, bpf_map__fd(skel->maps.socks),
+				   bpf_map__fd(skel->maps.sock_slots), now);
 			next_watch = now + WATCH_TICK_NS;
 		}
 		if (next_summary && now >= next_summary) {

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include "closetrace.h"
 
+#define DEFAULT_MAX_SOCKETS 65536
+
 struct ct_options {
 	uint32_t pid;	  /* -p: only this process's connections */
 	uint32_t netns;	  /* --netns: only this network namespace (inode) */
@@ -34,7 +36,7 @@ struct ct_options {
 	bool no_syscalls;	 /* --no-syscalls: no close-deferred / bind-conflict */
 	double watch;		 /* --watch: report CLOSE_WAIT / FIN_WAIT2 older than this */
 	uint32_t max_timewait;	 /* --max-timewait: TIME_WAIT sockets tracked at once */
-	uint32_t max_sockets;  /* --max-sockets, 0: default */
+	uint32_t max_sockets;  /* --max-sockets, 0: DEFAULT_MAX_SOCKETS */
 	int argc;		 /* the command line, for the recording's header */
 	char **argv;
 };

@@ -209,7 +209,7 @@ static void consider(struct watch *w, const struct ct_sock *s, uint64_t now)
 	struct ct_record r;
 	size_t idx;
 
-	if ((s->state != TCP_CLOSE_WAIT && s->state != TCP_FIN_WAIT2) || !s->state_ts ||
+	if (!s->conn_id || (s->state != TCP_CLOSE_WAIT && s->state != TCP_FIN_WAIT2) || !s->state_ts ||
 	    now < s->state_ts || now - s->state_ts < w->threshold)
 		return;
 	e = find_conn(w, s->conn_id, &idx);
@@ -235,8 +235,9 @@ static void consider(struct watch *w, const struct ct_sock *s, uint64_t now)
 #define BATCH 1024
 
 /*
- * Walk the map: batched lookups (Linux 5.6+), a few syscalls for the whole
- * map; else one get_next_key and one lookup per socket.
+ * Walk a map of struct ct_sock (socks, or the array sock_slots, whose free
+ * slots have conn_id 0): batched lookups (Linux 5.6+), a few syscalls for
+ * the whole map; else one get_next_key and one lookup per socket.
  */
 static void scan_map(struct watch *w, int fd, uint64_t now)
 {
@@ -270,13 +271,15 @@ static void scan_map(struct watch *w, int fd, uint64_t now)
 	}
 }
 
-void watch_tick(struct watch *w, int socks_fd, uint64_t now)
+void watch_tick(struct watch *w, int socks_fd, int slots_fd, uint64_t now)
 {
 	struct ct_record r;
 
 	for (size_t i = 0; i < w->n; i++)
 		w->w[i].seen = w->w[i].at_least; /* existing ones are not in the map */
 	scan_map(w, socks_fd, now);
+	if (slots_fd >= 0)
+		scan_map(w, slots_fd, now);
 	for (size_t i = 0; i < w->n; i++) {
 		struct watched *e = &w->w[i];
 

@@ -32,8 +32,8 @@ void watch_add_existing(struct watch *w, const struct ct_tuple *t, uint8_t state
  */
 int watch_seed(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid);
 
-/* look at the kernel side's socket map (fd) now; call about once a second */
-void watch_tick(struct watch *w, int socks_fd, uint64_t now_ns);
+/* look at the kernel side's socket maps (slots_fd -1: none) now; call about once a second */
+void watch_tick(struct watch *w, int socks_fd, int slots_fd, uint64_t now_ns);
 
 /* every record goes past: a close of a watched socket ends its watch */
 void watch_record(struct watch *w, const struct ct_record *r);
