@@ -678,6 +678,70 @@ def t_conn_id_is_socket_cookie():
         check(c["conn_id"] == cookies[key], "conn_id %s, cookie %s" % (c["conn_id"], cookies[key]))
         tr.stop()
 
+
+SLOT_CHURN = r"""
+import json, socket, time
+L = socket.socket()
+L.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+L.bind(("127.0.0.1", 7100))
+L.listen(4096)
+def pair():
+    c = socket.create_connection(("127.0.0.1", 7100), timeout=5)
+    return c, L.accept()[0]
+held = [pair() for _ in range(8)]
+t0 = time.monotonic()
+for _ in range(%d):
+    c, s = pair()
+    c.close()
+    s.close()
+churn = time.monotonic() - t0
+time.sleep(0.2)
+ports = [c.getsockname()[1] for c, s in held]
+for c, s in held:
+    c.close()
+    s.close()
+print(json.dumps({"held": ports, "churn_s": churn}))
+"""
+
+
+def t_socket_slot_collisions():
+    # --max-sockets 1024: 1024 slots by cookie; sockets held through 1500
+    # short connections see their slots wanted by later cookies, which go
+    # to the hash table instead: every record must still be whole.
+    n = 1500
+    with Netns("slots") as ns, traced(ns, "--max-sockets", "1024") as tr:
+        out = ns.exec_(["python3", "-c", SLOT_CHURN % n], timeout=60).stdout
+        s = json.loads(out.strip().splitlines()[-1])
+        want = 2 * (n + 8)
+        recs = tr.wait_for(lambda r: len(closes(r)) >= want, 30, "%d closes" % want)
+        time.sleep(0.3)
+        check(tr.stop() == 0, "exit code")
+        recs = tr.parsed()
+        cl = closes(recs)
+        check(len(cl) == want, "%d closes, want %d" % (len(cl), want))
+        ids = [c["conn_id"] for c in cl]
+        check(len(set(ids)) == want, "conn_ids not distinct")
+        held = [c for c in cl if c["lport"] in s["held"]]
+        check(len(held) == 8, "held client closes: %d" % len(held))
+        held_slots = set()
+        for c in held:
+            srv = one(closes(recs, rport=c["lport"]), "server side of %d" % c["lport"])
+            held_slots |= {c["conn_id"] % 1024, srv["conn_id"] % 1024}
+            check(c["initiator"] == "local" and srv["initiator"] == "remote",
+                  "held initiators %s/%s" % (c["initiator"], srv["initiator"]))
+            check(c["timewait"] is True, "held client should enter TIME_WAIT")
+        short = [c for c in cl if c["lport"] not in s["held"] and c["rport"] not in s["held"]]
+        spilled = [c for c in short if c["conn_id"] % 1024 in held_slots]
+        check(spilled, "no short connection wanted a held socket's slot: %s" % held_slots)
+        for c in short:
+            check(c["initiator"] in ("local", "remote"), "short initiator %s" % c["initiator"])
+            check("ESTABLISHED" in c["states"], "short close lacks ESTABLISHED: %s" % c)
+        check(sum(c["timewait"] is True for c in short) == n,
+              "short TIME_WAITs %d != %d" % (sum(c["timewait"] is True for c in short), n))
+        st = [x for x in recs if x["event"] == "stats"]
+        check(st and st[0]["socks_map_full"] == 0, "stats %s" % st)
+
+
 # ---------------------------------------------------------------- recording
 
 
@@ -1157,6 +1221,7 @@ INTEGRATION = [
     t_states_mode,
     t_stats_at_exit, t_errors, t_smoke_sigterm, t_classic_tracepoints, t_old_kernel,
     t_conn_id_is_socket_cookie,
+    t_socket_slot_collisions,
     t_record_replay_identical, t_recorder_sigkill, t_truncated_and_corrupt_files,
     t_summary_matches_records, t_summary_live_only, t_full_disk, t_rotation,
     t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions, t_tw_reuse_check,
