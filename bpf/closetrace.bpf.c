@@ -111,6 +111,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_MMAPABLE); /* --watch reads it in place */
 	__type(key, __u32);
 	__type(value, struct ct_sock);
 } sock_slots SEC(".maps");
@@ -652,6 +653,7 @@ enum {
 	S_LAST_ACK,
 	S_LISTEN,
 	S_CLOSING,
+	S_NEW_SYN_RECV,
 };
 
 static __always_inline void finish(struct ct_sock *si, const struct ct_tuple *t, struct sock *sk)
@@ -1049,10 +1051,18 @@ static __always_inline int handle_destroy(struct sock *sk, int direct)
 static __always_inline int handle_reset(struct sock *sk, int sent, int reason, int direct)
 {
 	struct ct_sock *si;
+	int state;
 	struct ct_tuple t;
 	__u64 ticks;
 
 	if (!sk)
+		return 0;
+	/*
+	 * tcp_v4_send_reset() may be given a timewait or request socket:
+	 * not ours (a timewait socket has its full socket's cookie).
+	 */
+	state = RD(direct, sk, __sk_common.skc_state);
+	if (state == S_TIME_WAIT || state == S_NEW_SYN_RECV)
 		return 0;
 	si = sock_state(sk, direct);
 	if (!si)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -479,6 +480,22 @@ static int why_busy_main(int argc, char **argv)
 	return fflush(stdout) ? 1 : 0;
 }
 
+/* --watch: the sock_slots array, read in place (none on older kernels) */
+static int map_slots(struct closetrace_bpf *skel, const struct ct_sock **slots, size_t *n)
+{
+	int fd = bpf_map__fd(skel->maps.sock_slots);
+	void *m;
+
+	if (fd < 0)
+		return 0;
+	*n = bpf_map__max_entries(skel->maps.sock_slots);
+	m = mmap(NULL, *n * sizeof(**slots), PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	*slots = m;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct closetrace_bpf *skel = NULL;
@@ -488,6 +505,8 @@ int main(int argc, char **argv)
 	struct ct_file_header header;
 	struct ct_stats stats = {};
 	uint64_t start, deadline = 0, pid_gone_at = 0, next_flush, next_summary = 0, next_watch = 0;
+	const struct ct_sock *slots = NULL;
+	size_t n_slots = 0;
 	int err, pidfd = -1;
 
 	if (argc > 1 && !strcmp(argv[1], "why-busy"))
@@ -580,6 +599,11 @@ int main(int argc, char **argv)
 			die("out of memory");
 			goto cleanup;
 		}
+		err = map_slots(skel, &slots, &n_slots);
+		if (err) {
+			die("cannot map the socket table: %s", strerror(-err));
+			goto cleanup;
+		}
 		next_watch = start;
 		seed_watch(&p, &opts);
 	}
@@ -618,8 +642,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (next_watch && now >= next_watch) {
-			watch_tick(p.watch, bpf_map__fd(skel->maps.socks),
-				   bpf_map__fd(skel->maps.sock_slots), now);
+			watch_tick(p.watch, bpf_map__fd(skel->maps.socks), slots, n_slots, now);
 			next_watch = now + WATCH_TICK_NS;
 		}
 		if (next_summary && now >= next_summary) {
@@ -677,6 +700,8 @@ cleanup:
 		}
 	}
 	pipeline_free(&p);
+	if (slots)
+		munmap((void *)slots, n_slots * sizeof(*slots));
 	ring_buffer__free(rb);
 	closetrace_bpf__destroy(skel);
 	if (pidfd >= 0)

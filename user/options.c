@@ -81,7 +81,7 @@ static const struct argp_option option_table[] = {
 	{ "duration", 'd', "SECONDS", 0, "Stop after this many seconds", 4 },
 	{ "verbose", 'v', NULL, 0, "Print libbpf debug output", 4 },
 	{ "max-sockets", OPT_MAX_SOCKETS, "N", 0,
-	  "Connections tracked at once (default 65536; ~260 bytes of kernel memory each, N rounded up to a power of two)", 4 },
+	  "Connections tracked at once (default 65536; ~260 bytes of kernel memory each)", 4 },
 	{ "max-timewait", OPT_MAX_TIMEWAIT, "N", 0,
 	  "TIME_WAIT sockets tracked at once (default 2 x tcp_max_tw_buckets, at least 262144)", 4 },
 	{ "classic-tracepoints", OPT_CLASSIC_TP, NULL, 0,

@@ -235,9 +235,8 @@ static void consider(struct watch *w, const struct ct_sock *s, uint64_t now)
 #define BATCH 1024
 
 /*
- * Walk a map of struct ct_sock (socks, or the array sock_slots, whose free
- * slots have conn_id 0): batched lookups (Linux 5.6+), a few syscalls for
- * the whole map; else one get_next_key and one lookup per socket.
+ * Walk the socks map: batched lookups (Linux 5.6+), a few syscalls for the
+ * whole map; else one get_next_key and one lookup per socket.
  */
 static void scan_map(struct watch *w, int fd, uint64_t now)
 {
@@ -271,15 +270,34 @@ static void scan_map(struct watch *w, int fd, uint64_t now)
 	}
 }
 
-void watch_tick(struct watch *w, int socks_fd, int slots_fd, uint64_t now)
+/*
+ * Walk the slots in place, as the kernel side writes them: a slot whose
+ * conn_id changed while it was copied was taken by another socket.
+ */
+static void scan_slots(struct watch *w, const struct ct_sock *slots, size_t n, uint64_t now)
+{
+	struct ct_sock s;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t id = __atomic_load_n(&slots[i].conn_id, __ATOMIC_ACQUIRE);
+
+		if (!id)
+			continue;
+		memcpy(&s, &slots[i], sizeof(s));
+		if (__atomic_load_n(&slots[i].conn_id, __ATOMIC_ACQUIRE) == id && s.conn_id == id)
+			consider(w, &s, now);
+	}
+}
+
+void watch_tick(struct watch *w, int socks_fd, const struct ct_sock *slots, size_t n, uint64_t now)
 {
 	struct ct_record r;
 
 	for (size_t i = 0; i < w->n; i++)
 		w->w[i].seen = w->w[i].at_least; /* existing ones are not in the map */
 	scan_map(w, socks_fd, now);
-	if (slots_fd >= 0)
-		scan_map(w, slots_fd, now);
+	if (slots)
+		scan_slots(w, slots, n, now);
 	for (size_t i = 0; i < w->n; i++) {
 		struct watched *e = &w->w[i];
 

@@ -9,6 +9,7 @@
 #ifndef CT_WATCH_H
 #define CT_WATCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "closetrace.h"
 #include "explain.h"
@@ -32,8 +33,13 @@ void watch_add_existing(struct watch *w, const struct ct_tuple *t, uint8_t state
  */
 int watch_seed(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid);
 
-/* look at the kernel side's socket maps (slots_fd -1: none) now; call about once a second */
-void watch_tick(struct watch *w, int socks_fd, int slots_fd, uint64_t now_ns);
+/*
+ * Look at the kernel side's sockets now: the socks map (fd) and the
+ * sock_slots array, mapped read-only (n slots, none if NULL); call about
+ * once a second.
+ */
+void watch_tick(struct watch *w, int socks_fd, const struct ct_sock *slots, size_t n,
+		uint64_t now_ns);
 
 /* every record goes past: a close of a watched socket ends its watch */
 void watch_record(struct watch *w, const struct ct_record *r);
