@@ -261,9 +261,15 @@ static __always_inline __u64 sock_key(struct sock *sk, int direct)
 	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 }
 
+/*
+ * gen_cookie_next() hands each CPU a block of 4096 cookies in turn: a
+ * block's cookies go to consecutive slots, from a start that the block
+ * number scatters (else blocks 16 apart would share slots, and with fewer
+ * than 4096 slots the CPUs would walk the same ones).
+ */
 static __always_inline struct ct_sock *sock_slot(__u64 cookie)
 {
-	__u32 idx = cookie & (n_slots - 1);
+	__u32 idx = (cookie + (__u32)(cookie >> 12) * 2654435761u) & (n_slots - 1);
 
 	return bpf_map_lookup_elem(&sock_slots, &idx);
 }
@@ -296,17 +302,27 @@ static __always_inline struct ct_sock *sock_state_new(struct sock *sk, struct ct
 	struct ct_sock *si;
 
 	if (modern) {
+		__u64 was;
+
 		key = init->conn_id;
 		si = sock_slot(key);
-		if (si && __sync_val_compare_and_swap(&si->conn_id, 0, key) == 0) {
+		if (!si)
+			return NULL;
+		was = __sync_val_compare_and_swap(&si->conn_id, 0, key);
+		if (was == key)
+			return si; /* there already */
+		if (!was) {
 			*si = *init;
 			return si;
 		}
-	}
-	if (bpf_map_update_elem(&socks, &key, init, BPF_NOEXIST))
-		return NULL;
-	if (modern)
+		/* counted first: lookups elsewhere try socks from now on */
 		__sync_fetch_and_add(&socks_spilled, 1);
+	}
+	if (bpf_map_update_elem(&socks, &key, init, BPF_NOEXIST)) {
+		if (modern)
+			__sync_fetch_and_add(&socks_spilled, -1);
+		return NULL;
+	}
 	return bpf_map_lookup_elem(&socks, &key);
 }
 
@@ -1273,7 +1289,12 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 	if (BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2)
 		zero.flags |= CT_F_TW_FIN_WAIT2;
 	key = cookie;
-	if (!cookie || bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
+	/*
+	 * With entries keyed by address about, one of them may be this
+	 * timewait socket's (its cookie was taken, and may be free now): look
+	 * before inserting.
+	 */
+	if (tw_by_address || !cookie || bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
 		ti = tw_state(tw, &key);
 		if (ti) {
 			/* re-armed: in FIN_WAIT2 substate this is the peer's FIN */
@@ -1282,6 +1303,9 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 				ti->fin_ns = zero.start_ns;
 			return 0;
 		}
+		key = cookie;
+		if (cookie && !bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST))
+			goto born;
 		key = (__u64)tw;
 		if (bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
 			stat_inc(CT_STAT_TW_FULL);
@@ -1294,6 +1318,7 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 			c[1] = key;
 		}
 	}
+born:
 	if (!(direct && modern)) {
 		read_tuple(&tw->__tw_common, &t, 0);
 		bpf_map_update_elem(&tw_birth, &t, &key, BPF_ANY);

@@ -680,7 +680,7 @@ def t_conn_id_is_socket_cookie():
 
 
 SLOT_CHURN = r"""
-import json, socket, time
+import json, os, socket, sys, time
 L = socket.socket()
 L.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 L.bind(("127.0.0.1", 7100))
@@ -688,58 +688,89 @@ L.listen(4096)
 def pair():
     c = socket.create_connection(("127.0.0.1", 7100), timeout=5)
     return c, L.accept()[0]
-held = [pair() for _ in range(8)]
-t0 = time.monotonic()
+held = [pair() for _ in range(64)]
 for _ in range(%d):
     c, s = pair()
     c.close()
     s.close()
-churn = time.monotonic() - t0
-time.sleep(0.2)
-ports = [c.getsockname()[1] for c, s in held]
-for c, s in held:
+later = [pair() for _ in range(64)]
+ports = lambda ps: [c.getsockname()[1] for c, s in ps]
+print(json.dumps({"held": ports(held), "later": ports(later)}), flush=True)
+deadline = time.time() + 20
+while not os.path.exists(sys.argv[1]) and time.time() < deadline:
+    time.sleep(0.02)
+for c, s in held + later:
     c.close()
     s.close()
-print(json.dumps({"held": ports, "churn_s": churn}))
 """
 
 
+def bpf_global(pid, name):
+    """A global variable of a tracer's BPF .bss, as bpftool formats it."""
+    def find(o):
+        if isinstance(o, dict):
+            if name in o:
+                return o[name]
+            o = list(o.values())
+        if isinstance(o, list):
+            for v in o:
+                r = find(v)
+                if r is not None:
+                    return r
+        return None
+    for fd in os.listdir("/proc/%d/fdinfo" % pid):
+        try:
+            m = re.search(r"map_id:\s+(\d+)", open("/proc/%d/fdinfo/%s" % (pid, fd)).read())
+        except OSError:
+            continue
+        if not m:
+            continue
+        show = json.loads(run(["bpftool", "-j", "map", "show", "id", m.group(1)]).stdout)
+        if show.get("name", "").endswith(".bss"):
+            return find(json.loads(run(["bpftool", "-j", "map", "dump", "id", m.group(1)]).stdout))
+    raise Fail("no .bss map with %s in process %d" % (name, pid))
+
+
 def t_socket_slot_collisions():
-    # --max-sockets 1024: 1024 slots by cookie; sockets held through 1500
-    # short connections see their slots wanted by later cookies, which go
-    # to the hash table instead: every record must still be whole.
+    # --max-sockets 1024: 1024 slots by cookie.  Connections held through
+    # 1500 short ones, and more opened after them, find their slots taken
+    # and go to the hash table; some outlive the sockets holding their
+    # slots.  Every record must still be whole, and the table empty after.
     n = 1500
+    d = tmpdir("slots")
+    go = os.path.join(d, "go")
     with Netns("slots") as ns, traced(ns, "--max-sockets", "1024") as tr:
-        out = ns.exec_(["python3", "-c", SLOT_CHURN % n], timeout=60).stdout
-        s = json.loads(out.strip().splitlines()[-1])
-        want = 2 * (n + 8)
-        recs = tr.wait_for(lambda r: len(closes(r)) >= want, 30, "%d closes" % want)
+        p = subprocess.Popen(ns.cmd(["python3", "-c", SLOT_CHURN % n, go]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            s = json.loads(p.stdout.readline())
+            spilled = bpf_global(tr.proc.pid, "socks_spilled")
+            check(spilled and spilled > 0, "no socket went to the hash table: %s" % spilled)
+        finally:
+            open(go, "w").close()
+            out, err = p.communicate(timeout=30)
+        check(p.returncode == 0, "churn script failed: %s" % err.strip()[-300:])
+        want = 2 * (n + 128)
+        tr.wait_for(lambda r: len(closes(r)) >= want, 30, "%d closes" % want)
         time.sleep(0.3)
+        check(bpf_global(tr.proc.pid, "socks_spilled") == 0, "hash table entries left behind")
         check(tr.stop() == 0, "exit code")
         recs = tr.parsed()
         cl = closes(recs)
         check(len(cl) == want, "%d closes, want %d" % (len(cl), want))
-        ids = [c["conn_id"] for c in cl]
-        check(len(set(ids)) == want, "conn_ids not distinct")
-        held = [c for c in cl if c["lport"] in s["held"]]
-        check(len(held) == 8, "held client closes: %d" % len(held))
-        held_slots = set()
-        for c in held:
-            srv = one(closes(recs, rport=c["lport"]), "server side of %d" % c["lport"])
-            held_slots |= {c["conn_id"] % 1024, srv["conn_id"] % 1024}
+        check(len({c["conn_id"] for c in cl}) == want, "conn_ids not distinct")
+        for port in s["held"] + s["later"]:
+            c = one(closes(recs, lport=port), "client close of %d" % port)
+            srv = one(closes(recs, rport=port), "server close of %d" % port)
             check(c["initiator"] == "local" and srv["initiator"] == "remote",
-                  "held initiators %s/%s" % (c["initiator"], srv["initiator"]))
-            check(c["timewait"] is True, "held client should enter TIME_WAIT")
-        short = [c for c in cl if c["lport"] not in s["held"] and c["rport"] not in s["held"]]
-        spilled = [c for c in short if c["conn_id"] % 1024 in held_slots]
-        check(spilled, "no short connection wanted a held socket's slot: %s" % held_slots)
-        for c in short:
-            check(c["initiator"] in ("local", "remote"), "short initiator %s" % c["initiator"])
-            check("ESTABLISHED" in c["states"], "short close lacks ESTABLISHED: %s" % c)
-        check(sum(c["timewait"] is True for c in short) == n,
-              "short TIME_WAITs %d != %d" % (sum(c["timewait"] is True for c in short), n))
+                  "initiators %s/%s" % (c["initiator"], srv["initiator"]))
+            check(c["timewait"] is True and srv["timewait"] is False, "TIME_WAIT on the wrong side")
+        for c in cl:
+            check("ESTABLISHED" in c["states"], "close lacks ESTABLISHED: %s" % c)
+        check(sum(c["timewait"] is True for c in cl) == n + 128, "TIME_WAIT count")
         st = [x for x in recs if x["event"] == "stats"]
         check(st and st[0]["socks_map_full"] == 0, "stats %s" % st)
+    run(["rm", "-rf", d])
 
 
 # ---------------------------------------------------------------- recording

@@ -36,16 +36,13 @@
 #define POLL_MS 100
 #define WAKEUP_BYTES (2 << 20) /* POLL_MS bounds the latency anyway */
 /*
- * Ring buffer: 4 MiB per CPU (a power of two, 8 to 64 MiB), so that a
- * consumer starved of CPU for a few hundred ms at full churn still loses
- * nothing.  Not more: the records are written to memory the size of the
- * ring away from the last write, and a ring bigger than the cache made
- * every other access of the kernel side slower too (measured: 32 MiB cost
- * 0.4 us more per connection than 8 MiB on 2 CPUs).
+ * A consumer starved of CPU, or blocked in write() by dirty-page
+ * throttling (--json at full churn writes ~25 MB/s), for up to a second
+ * or two at full churn still loses nothing.  (8 MiB made the kernel side
+ * ~0.3 us per connection cheaper, the ring staying in cache, but lost
+ * records with --json here.)
  */
-#define RINGBUF_PER_CPU (4u << 20)
-#define RINGBUF_MIN (8u << 20)
-#define RINGBUF_MAX (64u << 20)
+#define RINGBUF_BYTES (32u << 20)
 #define PID_EXIT_GRACE_NS 500000000ULL
 #define RECORD_FLUSH_NS 1000000000ULL /* a complete block on disk at least every second */
 #define WATCH_TICK_NS 500000000ULL    /* --watch reports within half a second of the threshold */
@@ -108,7 +105,8 @@ static bool have_caps(void)
  * use what came before it, socket cookies (5.12), task local storage
  * (5.11) and bpf_task_pt_regs() (5.15).
  */
-static bool kernel_is_modern(const struct btf *btf)
+/* the kernel knows this BPF helper (enum bpf_func_id in its BTF) */
+static bool kernel_has_helper(const struct btf *btf, const char *name)
 {
 	const struct btf_type *t;
 	const struct btf_enum *e;
@@ -120,7 +118,7 @@ static bool kernel_is_modern(const struct btf *btf)
 	t = id > 0 ? btf__type_by_id(btf, id) : NULL;
 	e = t ? btf_enum(t) : NULL;
 	for (int i = 0; e && i < btf_vlen(t); i++)
-		if (!strcmp(btf__name_by_offset(btf, e[i].name_off), "BPF_FUNC_map_lookup_percpu_elem"))
+		if (!strcmp(btf__name_by_offset(btf, e[i].name_off), name))
 			return true;
 	return false;
 }
@@ -143,7 +141,13 @@ static bool kernel_has_btf_tracepoint(const struct btf *btf, const char *event)
 }
 
 /* pick BTF tracepoints where the kernel has them, classic ones otherwise */
-static int choose_programs(struct closetrace_bpf *skel, bool classic, bool syscalls, bool old_kernel)
+/*
+ * *alloc_ok: classic tracepoint programs (the per-syscall ones) may use maps
+ * allocated at run time: Linux 6.1+ (bpf_user_ringbuf_drain came with it);
+ * before, the verifier warns (WARN_ONCE) or, on PREEMPT_RT, refuses.
+ */
+static int choose_programs(struct closetrace_bpf *skel, bool classic, bool syscalls, bool old_kernel,
+			   bool *alloc_ok)
 {
 	struct bpf_program *per_syscall[] = {
 		skel->progs.handle_close_enter, skel->progs.handle_bind_exit,
@@ -185,7 +189,9 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic, bool sysca
 		if (pairs[i].tp)
 			bpf_program__set_autoload(pairs[i].tp, classic);
 	}
-	skel->rodata->modern = !classic && !old_kernel && kernel_is_modern(vmlinux);
+	skel->rodata->modern = !classic && !old_kernel &&
+			       kernel_has_helper(vmlinux, "BPF_FUNC_map_lookup_percpu_elem");
+	*alloc_ok = kernel_has_helper(vmlinux, "BPF_FUNC_user_ringbuf_drain");
 	btf__free(vmlinux);
 	/* task local storage maps need Linux 5.11: only the modern code uses it */
 	bpf_map__set_autocreate(skel->maps.task_connecting, skel->rodata->modern);
@@ -207,23 +213,12 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic, bool sysca
 	return 0;
 }
 
-static uint32_t ringbuf_bytes(void)
-{
-	int cpus = libbpf_num_possible_cpus();
-	uint32_t want = cpus > 0 && cpus < 64 ? RINGBUF_PER_CPU * (uint32_t)cpus : RINGBUF_MAX;
-	uint32_t bytes = RINGBUF_MIN;
-
-	while (bytes < want && bytes < RINGBUF_MAX)
-		bytes <<= 1;
-	return bytes;
-}
-
 /*
  * Modern kernels: n sockets or more in sock_slots (a power of two of them,
  * preallocated) and socks for those whose slot is taken, allocated on
- * demand.  Older ones: socks only, preallocated.
+ * demand where alloc_ok.  Older ones: socks only, preallocated.
  */
-static void size_socket_tables(struct closetrace_bpf *skel, uint32_t n)
+static void size_socket_tables(struct closetrace_bpf *skel, uint32_t n, bool alloc_ok)
 {
 	uint32_t slots = 1;
 
@@ -236,7 +231,8 @@ static void size_socket_tables(struct closetrace_bpf *skel, uint32_t n)
 		slots <<= 1;
 	skel->rodata->n_slots = slots;
 	bpf_map__set_max_entries(skel->maps.sock_slots, slots);
-	bpf_map__set_map_flags(skel->maps.socks, BPF_F_NO_PREALLOC);
+	if (alloc_ok)
+		bpf_map__set_map_flags(skel->maps.socks, BPF_F_NO_PREALLOC);
 }
 
 static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
@@ -245,6 +241,7 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	long long tw_buckets = read_sysctl("net/ipv4/tcp_max_tw_buckets");
 	unsigned int hz = kernel_hz();
 	uint32_t tw_entries;
+	bool alloc_ok;
 	int err;
 
 	ro->filter_pid = o->pid;
@@ -290,11 +287,11 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	else if (tw_buckets > 0 && tw_buckets * 2 > tw_entries)
 		tw_entries = tw_buckets * 2 > (1 << 24) ? (1 << 24) : (uint32_t)(tw_buckets * 2);
 	bpf_map__set_max_entries(skel->maps.tws, tw_entries);
-	bpf_map__set_max_entries(skel->maps.rb, ringbuf_bytes());
-	err = choose_programs(skel, o->classic_tp, !o->no_syscalls, o->old_kernel);
+	bpf_map__set_max_entries(skel->maps.rb, RINGBUF_BYTES);
+	err = choose_programs(skel, o->classic_tp, !o->no_syscalls, o->old_kernel, &alloc_ok);
 	if (err)
 		return err;
-	size_socket_tables(skel, o->max_sockets ? o->max_sockets : DEFAULT_MAX_SOCKETS);
+	size_socket_tables(skel, o->max_sockets ? o->max_sockets : DEFAULT_MAX_SOCKETS, alloc_ok);
 	return 0;
 }
 
