@@ -2,7 +2,7 @@
 /*
  * floor: load and attach tests/bench/floor.bpf.c (the hooks closetrace uses,
  * with empty programs), say "Tracing" on stderr, and wait for SIGINT/SIGTERM.
- * Usage: floor [-d SECONDS]
+ * Usage: floor [-d SECONDS] [-n]   (-n: without the syscall hooks, as --no-syscalls)
  */
 #include <errno.h>
 #include <signal.h>
@@ -30,8 +30,8 @@ static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list a
 	return vfprintf(stderr, fmt, args);
 }
 
-/* as closetrace chooses: per-syscall tracepoints if tracefs has them */
-static void choose_syscall_hooks(struct floor_bpf *skel)
+/* as closetrace chooses: per-syscall tracepoints if tracefs has them; none with -n */
+static void choose_syscall_hooks(struct floor_bpf *skel, bool none)
 {
 	const char *ev = "/sys/kernel/tracing/events/syscalls/sys_enter_close";
 	bool each;
@@ -39,12 +39,12 @@ static void choose_syscall_hooks(struct floor_bpf *skel)
 	if (access(ev, F_OK))
 		mount("nodev", "/sys/kernel/tracing", "tracefs", 0, NULL);
 	each = access(ev, F_OK) == 0;
-	bpf_program__set_autoload(skel->progs.floor_close_enter, each);
-	bpf_program__set_autoload(skel->progs.floor_bind_exit, each);
-	bpf_program__set_autoload(skel->progs.floor_listen_exit, each);
-	bpf_program__set_autoload(skel->progs.floor_connect_exit, each);
-	bpf_program__set_autoload(skel->progs.floor_sys_enter, !each);
-	bpf_program__set_autoload(skel->progs.floor_sys_exit, !each);
+	bpf_program__set_autoload(skel->progs.floor_close_enter, each && !none);
+	bpf_program__set_autoload(skel->progs.floor_bind_exit, each && !none);
+	bpf_program__set_autoload(skel->progs.floor_listen_exit, each && !none);
+	bpf_program__set_autoload(skel->progs.floor_connect_exit, each && !none);
+	bpf_program__set_autoload(skel->progs.floor_sys_enter, !each && !none);
+	bpf_program__set_autoload(skel->progs.floor_sys_exit, !each && !none);
 }
 
 int main(int argc, char **argv)
@@ -53,9 +53,10 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	sigset_t block, old;
 	long seconds = 0;
+	bool no_syscalls = false;
 	int err, opt;
 
-	while ((opt = getopt(argc, argv, "d:h")) != -1) {
+	while ((opt = getopt(argc, argv, "d:nh")) != -1) {
 		switch (opt) {
 		case 'd':
 			seconds = strtol(optarg, NULL, 10);
@@ -64,11 +65,14 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'n':
+			no_syscalls = true;
+			break;
 		case 'h':
-			printf("usage: floor [-d SECONDS]\n");
+			printf("usage: floor [-d SECONDS] [-n]\n");
 			return 0;
 		default:
-			fprintf(stderr, "usage: floor [-d SECONDS]\n");
+			fprintf(stderr, "usage: floor [-d SECONDS] [-n]\n");
 			return 2;
 		}
 	}
@@ -91,7 +95,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "floor: failed to open BPF object: %s\n", strerror(errno));
 		return 1;
 	}
-	choose_syscall_hooks(skel);
+	choose_syscall_hooks(skel, no_syscalls);
 	err = floor_bpf__load(skel);
 	if (err) {
 		fprintf(stderr, "floor: failed to load BPF object: %s\n", strerror(-err));
