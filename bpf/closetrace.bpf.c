@@ -118,7 +118,7 @@ struct {
 
 /*
  * Per-socket state: the sockets whose slot was taken (modern, keyed by
- * cookie, allocated on demand) or all of them (keyed by address,
+ * cookie, allocated on demand on 6.1+) or all of them (keyed by address,
  * preallocated: every connection inserts and deletes an entry, and a
  * preallocated element comes from a per-CPU free list, not the BPF memory
  * allocator and RCU).  Sized by the loader (--max-sockets).
@@ -778,8 +778,8 @@ static __always_inline void tw_delete(struct tw_info *ti, __u64 key)
 }
 
 /*
- * The first event of a socket: its state, entered into socks.  Not inlined,
- * so that the zeroed state on its stack costs only here.
+ * The first event of a socket: its state, entered into its slot or socks.
+ * Not inlined, so that the zeroed state on its stack costs only here.
  */
 static __noinline struct ct_sock *sock_first_seen(struct sock *sk, int old, int new, __u64 now,
 						  int direct)
@@ -1270,6 +1270,7 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 	struct ct_tuple t;
 	__u64 key, cookie, *c;
 	__u32 zero_idx = 0;
+	int tried;
 
 	settle_pending(timer, fn, 1);
 	if (fn != tw_timer_fn)
@@ -1288,13 +1289,14 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 	zero.start_ns = bpf_ktime_get_ns();
 	if (BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2)
 		zero.flags |= CT_F_TW_FIN_WAIT2;
-	key = cookie;
 	/*
 	 * With entries keyed by address about, one of them may be this
 	 * timewait socket's (its cookie was taken, and may be free now): look
 	 * before inserting.
 	 */
-	if (tw_by_address || !cookie || bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
+	key = cookie;
+	tried = cookie && !tw_by_address;
+	if (!tried || bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
 		ti = tw_state(tw, &key);
 		if (ti) {
 			/* re-armed: in FIN_WAIT2 substate this is the peer's FIN */
@@ -1304,7 +1306,7 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 			return 0;
 		}
 		key = cookie;
-		if (cookie && !bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST))
+		if (cookie && !tried && !bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST))
 			goto born;
 		key = (__u64)tw;
 		if (bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {

@@ -100,12 +100,9 @@ static bool have_caps(void)
 }
 
 /*
- * Linux 5.19 or later, told by its BTF knowing the helper that release
- * added (bpf_map_lookup_percpu_elem): the BTF tracepoint programs may then
- * use what came before it, socket cookies (5.12), task local storage
- * (5.11) and bpf_task_pt_regs() (5.15).
+ * The kernel knows this BPF helper (enum bpf_func_id in its BTF): how its
+ * release is told, below.
  */
-/* the kernel knows this BPF helper (enum bpf_func_id in its BTF) */
 static bool kernel_has_helper(const struct btf *btf, const char *name)
 {
 	const struct btf_type *t;
@@ -140,11 +137,14 @@ static bool kernel_has_btf_tracepoint(const struct btf *btf, const char *event)
 	return btf__find_by_name_kind(btf, name, BTF_KIND_TYPEDEF) > 0;
 }
 
-/* pick BTF tracepoints where the kernel has them, classic ones otherwise */
 /*
- * *alloc_ok: classic tracepoint programs (the per-syscall ones) may use maps
- * allocated at run time: Linux 6.1+ (bpf_user_ringbuf_drain came with it);
- * before, the verifier warns (WARN_ONCE) or, on PREEMPT_RT, refuses.
+ * Pick BTF tracepoints where the kernel has them, classic ones otherwise.
+ * Modern: Linux 5.19 or later (bpf_map_lookup_percpu_elem came with it),
+ * so the BTF tracepoint programs may use socket cookies (5.12), task local
+ * storage (5.11) and bpf_task_pt_regs() (5.15).  *alloc_ok: classic
+ * tracepoint programs (the per-syscall ones) may use maps allocated at run
+ * time: Linux 6.1+ (bpf_user_ringbuf_drain came with it); before, the
+ * verifier warns (WARN_ONCE) or, on PREEMPT_RT, refuses.
  */
 static int choose_programs(struct closetrace_bpf *skel, bool classic, bool syscalls, bool old_kernel,
 			   bool *alloc_ok)
