@@ -9,15 +9,15 @@
 #include <unistd.h>
 #include "output.h"
 
-/* indexed by the kernel's TCP state numbers (netinet/tcp.h: TCP_ESTABLISHED = 1 ...) */
-static const char *const state_names[CT_NSTATES] = {
-	[TCP_ESTABLISHED] = "ESTABLISHED", [TCP_SYN_SENT] = "SYN_SENT",
-	[TCP_SYN_RECV] = "SYN_RECV",	   [TCP_FIN_WAIT1] = "FIN_WAIT1",
-	[TCP_FIN_WAIT2] = "FIN_WAIT2",	   [TCP_TIME_WAIT] = "TIME_WAIT",
-	[TCP_CLOSE] = "CLOSE",		   [TCP_CLOSE_WAIT] = "CLOSE_WAIT",
-	[TCP_LAST_ACK] = "LAST_ACK",	   [TCP_LISTEN] = "LISTEN",
-	[TCP_CLOSING] = "CLOSING",
-};
+/* the kernel's TCP state numbers (netinet/tcp.h: TCP_ESTABLISHED = 1 ...) and names */
+#define TCP_STATE_NAMES(X)                                                                 \
+	X(TCP_ESTABLISHED, "ESTABLISHED") X(TCP_SYN_SENT, "SYN_SENT") X(TCP_SYN_RECV, "SYN_RECV") \
+	X(TCP_FIN_WAIT1, "FIN_WAIT1") X(TCP_FIN_WAIT2, "FIN_WAIT2") X(TCP_TIME_WAIT, "TIME_WAIT") \
+	X(TCP_CLOSE, "CLOSE") X(TCP_CLOSE_WAIT, "CLOSE_WAIT") X(TCP_LAST_ACK, "LAST_ACK")         \
+	X(TCP_LISTEN, "LISTEN") X(TCP_CLOSING, "CLOSING")
+
+#define STATE_NAME(num, name) [num] = name,
+static const char *const state_names[CT_NSTATES] = { TCP_STATE_NAMES(STATE_NAME) };
 
 static const char *const initiator_names[CT_INIT__MAX] = {
 	[CT_INIT_UNKNOWN] = "unknown",
@@ -315,20 +315,36 @@ static const char *syscall_name(int sys)
 	       sys == CT_SYS_CONNECT ? "connect" : "?";
 }
 
-/* comm may hold any byte; JSON strings must not */
+/*
+ * A byte of a string as it goes into JSON: comm may hold any byte, JSON
+ * strings must not.  Returns the length written to e.
+ */
+static size_t json_escape(unsigned char c, char e[6])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (c == '"' || c == '\\') {
+		e[0] = '\\';
+		e[1] = c;
+		return 2;
+	}
+	if (c < 0x20 || c >= 0x7f) {
+		memcpy(e, "\\u00", 4);
+		e[4] = hex[c >> 4];
+		e[5] = hex[c & 15];
+		return 6;
+	}
+	e[0] = c;
+	return 1;
+}
+
 void json_string(FILE *f, const char *s, size_t max)
 {
-	fputc('"', f);
-	for (size_t i = 0; i < max && s[i]; i++) {
-		unsigned char c = s[i];
+	char e[6];
 
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
+	fputc('"', f);
+	for (size_t i = 0; i < max && s[i]; i++)
+		fwrite(e, 1, json_escape(s[i], e), f);
 	fputc('"', f);
 }
 
@@ -363,12 +379,6 @@ static inline void put_mem(struct line *l, const char *s, size_t n)
 }
 
 #define put_lit(l, s) put_mem(l, s, sizeof(s) - 1)
-
-static inline void put_char(struct line *l, char c)
-{
-	if (l->n < sizeof(l->b))
-		l->b[l->n++] = c;
-}
 
 static inline void put_str(struct line *l, const char *s)
 {
@@ -478,38 +488,21 @@ static inline void put_kstr_(struct line *l, const char *key, size_t key_len, co
 
 static void put_jstring(struct line *l, const char *s, size_t max)
 {
-	static const char hex[] = "0123456789abcdef";
+	char e[6];
 
 	put_lit(l, "\"");
-	for (size_t i = 0; i < max && s[i]; i++) {
-		unsigned char c = s[i];
-		char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-
-		if (c == '"' || c == '\\') {
-			e[1] = c;
-			put_mem(l, e, 2);
-		} else if (c < 0x20 || c >= 0x7f) {
-			put_mem(l, e, 6);
-		} else {
-			put_char(l, c);
-		}
-	}
+	for (size_t i = 0; i < max && s[i]; i++)
+		put_mem(l, e, json_escape(s[i], e));
 	put_lit(l, "\"");
 }
 
 /* "NAME": in the states object, by state (the unnamed ones: "?") */
-#define STATE_KEY(name) { "\"" name "\":", sizeof("\"" name "\":") - 1 }
+#define STATE_KEY(num, name) [num] = { "\"" name "\":", sizeof("\"" name "\":") - 1 },
 
 static const struct {
 	const char *s;
 	size_t n;
-} json_state_keys[CT_NSTATES] = {
-	[TCP_ESTABLISHED] = STATE_KEY("ESTABLISHED"), [TCP_SYN_SENT] = STATE_KEY("SYN_SENT"),
-	[TCP_SYN_RECV] = STATE_KEY("SYN_RECV"),	      [TCP_FIN_WAIT1] = STATE_KEY("FIN_WAIT1"),
-	[TCP_FIN_WAIT2] = STATE_KEY("FIN_WAIT2"),     [TCP_TIME_WAIT] = STATE_KEY("TIME_WAIT"),
-	[TCP_CLOSE_WAIT] = STATE_KEY("CLOSE_WAIT"),   [TCP_LAST_ACK] = STATE_KEY("LAST_ACK"),
-	[TCP_CLOSING] = STATE_KEY("CLOSING"),
-};
+} json_state_keys[CT_NSTATES] = { TCP_STATE_NAMES(STATE_KEY) };
 
 static void json_states(struct line *l, const struct ct_record *r)
 {
