@@ -53,10 +53,18 @@ const volatile __u64 reqsk_timer_fn = 0; /* address of reqsk_timer_handler */
 const volatile __u64 wakeup_bytes = 0;	/* batch ring buffer wake-ups up to this much data */
 const volatile __u32 hz = 250;		/* CONFIG_HZ, for jiffies */
 /*
- * BTF tracepoints on Linux 5.19+ (the loader checks): socket cookies as
- * connection ids and task local storage; else a counter and a hash.
+ * What this kernel allows, probed by the loader (user/features.c); see
+ * bpf/compat.bpf.h for the kernel changes behind each.
+ * use_cookies: socket cookies as connection ids and timewait keys, and
+ * per-socket state in sock_slots (bpf_get_socket_cookie() in tracing
+ * programs and BPF_CMPXCHG, Linux 5.12; handle_set_state_slots is loaded);
+ * else counters, and state in socks by address.
  */
-const volatile __u8 modern = 0;
+const volatile __u8 use_cookies = 0;
+/* bpf_get_current_task_btf() (5.11): direct reads of the current task */
+const volatile __u8 use_task_btf = 0;
+/* task local storage (5.11) for the connect() in flight */
+const volatile __u8 use_task_storage = 0;
 const volatile __u32 n_slots = 65536; /* sock_slots entries, a power of two */
 /* this architecture's syscall numbers, from the loader's <sys/syscall.h> */
 const volatile long nr_close = -1;
@@ -66,7 +74,7 @@ const volatile long nr_connect = -1;
 
 /* counters read by the loader; enum ct_stat */
 __u64 stats[CT_STAT__MAX] = {};
-/* entries in socks while modern (see sock_state) */
+/* entries in socks while use_cookies (see sock_state) */
 __u64 socks_spilled = 0;
 /* tws entries keyed by address, not cookie (see tw_state) */
 __u64 tw_by_address = 0;
@@ -100,7 +108,7 @@ struct {
 } rb SEC(".maps");
 
 /*
- * Per-socket state on Linux 5.19+ (modern): slot cookie % n_slots of an
+ * Per-socket state where use_cookies: slot cookie % n_slots of an
  * array, taken by writing the socket's cookie into conn_id (0: free).
  * Cookies are handed out in sequence (gen_cookie_next()), so the sockets
  * alive at once mostly fall in different slots; a socket whose slot is
@@ -117,7 +125,7 @@ struct {
 } sock_slots SEC(".maps");
 
 /*
- * Per-socket state: the sockets whose slot was taken (modern, keyed by
+ * Per-socket state: the sockets whose slot was taken (use_cookies, keyed by
  * cookie, allocated on demand on 6.1+) or all of them (keyed by address,
  * preallocated: every connection inserts and deletes an entry, and a
  * preallocated element comes from a per-CPU free list, not the BPF memory
@@ -247,14 +255,14 @@ static __always_inline void stat_inc(int i)
 }
 
 /*
- * Per-socket state: in a slot by cookie (modern), else in socks by
+ * Per-socket state: in a slot by cookie (use_cookies), else in socks by
  * address.  (Socket local storage was measured slower here: two
  * allocations per socket.)  The cookie is the one sock_first_seen() had
  * the kernel give every tracked socket; 0 means never tracked.
  */
 static __always_inline __u64 sock_key(struct sock *sk, int direct)
 {
-	if (!modern)
+	if (!use_cookies)
 		return (__u64)sk;
 	if (direct)
 		return sk->__sk_common.skc_cookie.counter;
@@ -278,7 +286,7 @@ static __always_inline struct ct_sock *sock_state_of(__u64 key)
 {
 	struct ct_sock *si;
 
-	if (modern) {
+	if (use_cookies) {
 		if (!key)
 			return NULL;
 		si = sock_slot(key);
@@ -295,13 +303,18 @@ static __always_inline struct ct_sock *sock_state(struct sock *sk, int direct)
 	return sock_state_of(sock_key(sk, direct));
 }
 
-/* init->conn_id is the socket's cookie when modern */
-static __always_inline struct ct_sock *sock_state_new(struct sock *sk, struct ct_sock *init)
+/*
+ * init->conn_id is the socket's cookie when slots (a constant: the
+ * compare-and-swap must not be in programs for kernels before 5.12, whose
+ * verifier refuses BPF_CMPXCHG even in dead code).
+ */
+static __always_inline struct ct_sock *sock_state_new(struct sock *sk, struct ct_sock *init,
+						      int slots)
 {
 	__u64 key = (__u64)sk;
 	struct ct_sock *si;
 
-	if (modern) {
+	if (slots) {
 		__u64 was;
 
 		key = init->conn_id;
@@ -319,7 +332,7 @@ static __always_inline struct ct_sock *sock_state_new(struct sock *sk, struct ct
 		__sync_fetch_and_add(&socks_spilled, 1);
 	}
 	if (bpf_map_update_elem(&socks, &key, init, BPF_NOEXIST)) {
-		if (modern)
+		if (slots)
 			__sync_fetch_and_add(&socks_spilled, -1);
 		return NULL;
 	}
@@ -331,7 +344,7 @@ static __always_inline void sock_state_delete(struct ct_sock *si, struct sock *s
 	__u64 key = (__u64)sk;
 	struct ct_sock *slot;
 
-	if (modern) {
+	if (use_cookies) {
 		key = si->conn_id;
 		slot = sock_slot(key);
 		if (slot && slot->conn_id == key) {
@@ -339,7 +352,7 @@ static __always_inline void sock_state_delete(struct ct_sock *si, struct sock *s
 			return;
 		}
 	}
-	if (!bpf_map_delete_elem(&socks, &key) && modern)
+	if (!bpf_map_delete_elem(&socks, &key) && use_cookies)
 		__sync_fetch_and_add(&socks_spilled, -1);
 }
 
@@ -348,7 +361,7 @@ static __always_inline void connecting_set(struct sock *sk, int direct)
 {
 	__u64 id = bpf_get_current_pid_tgid(), skp = (__u64)sk, *p;
 
-	if (direct && modern) {
+	if (direct && use_task_storage) {
 		p = bpf_task_storage_get(&task_connecting, bpf_get_current_task_btf(), NULL,
 					 BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (p)
@@ -362,7 +375,7 @@ static __always_inline struct sock *connecting_get(int direct)
 {
 	__u64 id = bpf_get_current_pid_tgid(), *p;
 
-	if (direct && modern)
+	if (direct && use_task_storage)
 		p = bpf_task_storage_get(&task_connecting, bpf_get_current_task_btf(), NULL, 0);
 	else
 		p = bpf_map_lookup_elem(&connecting, &id);
@@ -379,7 +392,7 @@ static __always_inline __u64 new_conn_id(struct sock *sk, int direct)
 	__u32 zero = 0;
 	__u64 *c, n = 0;
 
-	if (direct && modern)
+	if (direct && use_cookies)
 		return bpf_get_socket_cookie(sk);
 	c = bpf_map_lookup_elem(&id_counter, &zero);
 	if (c)
@@ -525,16 +538,22 @@ static __always_inline struct ct_counts *counts_get(void *map, const void *key, 
 }
 
 /*
- * A global (not inlined) function: the verifier checks it once, not at
- * every place a record is produced.
+ * Count the record in the per-CPU scratch slot into the --summary maps.  A
+ * global function, so that the verifier checks it once and not at every
+ * place a record is produced; without arguments, because Linux before 5.12
+ * cannot verify a global function with a pointer argument ("Arg#0 type PTR
+ * ... is not supported yet", btf_prepare_func_args()), and before 6.3 a map
+ * key may not point into a ring buffer record (check_helper_mem_access()).
  */
-__noinline int account(const struct ct_record *r)
+__noinline int account(void)
 {
 	struct ct_summary *s;
 	struct ct_counts *c;
 	struct ct_endpoint e = {};
+	struct ct_record *r;
 	__u32 zero = 0;
 
+	r = bpf_map_lookup_elem(&scratch, &zero);
 	if (!r)
 		return 0;
 	s = bpf_map_lookup_elem(&summary, &zero);
@@ -556,8 +575,17 @@ static __always_inline void record_submit(struct ct_record *r, int ring)
 {
 	__u64 flags = 0;
 
-	if (aggregate)
-		account(r);
+	if (aggregate) {
+		/* a record in the ring buffer is counted from a copy in scratch */
+		if (ring) {
+			__u32 zero = 0;
+			struct ct_record *copy = bpf_map_lookup_elem(&scratch, &zero);
+
+			if (copy)
+				__builtin_memcpy(copy, r, sizeof(*r));
+		}
+		account();
+	}
 	if (!ring)
 		return;
 	/*
@@ -692,7 +720,7 @@ static __always_inline int current_exiting(struct ct_sock *si, int direct)
 {
 	struct task_struct *task;
 
-	if (direct && modern) {
+	if (direct && use_task_btf) {
 		task = bpf_get_current_task_btf();
 		if (!(task->flags & PF_EXITING))
 			return 0;
@@ -779,10 +807,11 @@ static __always_inline void tw_delete(struct tw_info *ti, __u64 key)
 
 /*
  * The first event of a socket: its state, entered into its slot or socks.
- * Not inlined, so that the zeroed state on its stack costs only here.
+ * Called through the two subprograms below (not inlined, so that the
+ * zeroed state on its stack costs only there).
  */
-static __noinline struct ct_sock *sock_first_seen(struct sock *sk, int old, int new, __u64 now,
-						  int direct)
+static __always_inline struct ct_sock *first_seen(struct sock *sk, int old, int new, __u64 now,
+						  int direct, int slots)
 {
 	struct ct_sock zero = {};
 	struct ct_sock *si;
@@ -828,10 +857,21 @@ static __noinline struct ct_sock *sock_first_seen(struct sock *sk, int old, int 
 		if (filter_pid)
 			owner_from_inode(sk, &zero, direct);
 	}
-	si = sock_state_new(sk, &zero);
+	si = sock_state_new(sk, &zero, slots);
 	if (!si)
 		stat_inc(CT_STAT_SOCKS_FULL);
 	return si;
+}
+
+static __noinline struct ct_sock *sock_first_seen(struct sock *sk, int old, int new, __u64 now,
+						  int direct)
+{
+	return first_seen(sk, old, new, now, direct, 0);
+}
+
+static __noinline struct ct_sock *sock_first_seen_slots(struct sock *sk, int old, int new, __u64 now)
+{
+	return first_seen(sk, old, new, now, 1, 1);
 }
 
 /*
@@ -848,7 +888,7 @@ static __always_inline struct tw_info *tw_born(struct ct_sock *si, struct ct_tup
 	__u32 zero = 0;
 	__u64 *kp;
 
-	if (direct && modern) {
+	if (direct && use_cookies) {
 		__u64 *c = bpf_map_lookup_elem(&tw_collided, &zero);
 
 		*key = si->conn_id;
@@ -867,7 +907,7 @@ static __always_inline struct tw_info *tw_born(struct ct_sock *si, struct ct_tup
 	return ti && !ti->claimed ? ti : NULL;
 }
 
-static __always_inline int handle_set_state(struct sock *sk, int old, int new, int direct)
+static __always_inline int handle_set_state(struct sock *sk, int old, int new, int direct, int slots)
 {
 	__u64 now;
 	struct ct_sock *si;
@@ -900,7 +940,8 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 	if (!si) {
 		if (new == S_CLOSE && (old == S_CLOSE || old == S_SYN_SENT))
 			return 0; /* a connect() that failed at once */
-		si = sock_first_seen(sk, old, new, now, direct);
+		si = slots ? sock_first_seen_slots(sk, old, new, now) :
+			     sock_first_seen(sk, old, new, now, direct);
 		if (!si)
 			return 0;
 	}
@@ -1284,7 +1325,7 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 	 */
 	cookie = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
 	zero.tw = (__u64)tw;
-	if (direct && modern)
+	if (direct && use_cookies)
 		zero.conn_id = cookie; /* the connection's id, even if never joined */
 	zero.start_ns = bpf_ktime_get_ns();
 	if (BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2)
@@ -1321,7 +1362,7 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 		}
 	}
 born:
-	if (!(direct && modern)) {
+	if (!(direct && use_cookies)) {
 		read_tuple(&tw->__tw_common, &t, 0);
 		bpf_map_update_elem(&tw_birth, &t, &key, BPF_ANY);
 	}
@@ -1409,7 +1450,7 @@ static __always_inline struct file *fd_file(long fd)
 	struct file **fds, *f = NULL;
 	unsigned int max;
 
-	if (modern) {
+	if (use_task_btf) {
 		task = bpf_get_current_task_btf();
 		fdt = task->files->fdt;
 		max = fdt->max_fds;
@@ -1611,10 +1652,18 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 
 /* ---- attachment: BTF tracepoints, and classic tracepoints as fallback ---- */
 
+/* use_cookies: socket cookies, state in sock_slots */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_set_state_slots, struct sock *sk, int old, int new)
+{
+	return handle_set_state(sk, old, new, 1, 1);
+}
+
+/* before Linux 5.12, or --old-kernel: state in socks by address */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_set_state_btf, struct sock *sk, int old, int new)
 {
-	return handle_set_state(sk, old, new, 1);
+	return handle_set_state(sk, old, new, 1, 0);
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
@@ -1622,7 +1671,7 @@ int handle_set_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
-	return handle_set_state((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate, 0);
+	return handle_set_state((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate, 0, 0);
 }
 
 SEC("tp_btf/tcp_destroy_sock")

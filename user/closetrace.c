@@ -23,6 +23,7 @@
 #include "closetrace.h"
 #include "closetrace.skel.h"
 #include "explain.h"
+#include "kernel_features.h"
 #include "why_busy.h"
 #include "options.h"
 #include "output.h"
@@ -99,61 +100,29 @@ static bool have_caps(void)
 	return (eff & (1ULL << 39 /* CAP_BPF */)) && (eff & (1ULL << 38 /* CAP_PERFMON */));
 }
 
-/*
- * The kernel knows this BPF helper (enum bpf_func_id in its BTF): how its
- * release is told, below.
- */
-static bool kernel_has_helper(const struct btf *btf, const char *name)
+/* a one-line note on what this kernel cannot give, once, at start */
+static void kernel_lacks(const char *what, const char *consequence)
 {
-	const struct btf_type *t;
-	const struct btf_enum *e;
-	int id;
-
-	if (!btf)
-		return false;
-	id = btf__find_by_name_kind(btf, "bpf_func_id", BTF_KIND_ENUM);
-	t = id > 0 ? btf__type_by_id(btf, id) : NULL;
-	e = t ? btf_enum(t) : NULL;
-	for (int i = 0; e && i < btf_vlen(t); i++)
-		if (!strcmp(btf__name_by_offset(btf, e[i].name_off), name))
-			return true;
-	return false;
-}
-
-/* per-syscall tracepoints (CONFIG_FTRACE_SYSCALLS) */
-static bool have_syscall_tracepoints(void)
-{
-	return ensure_tracefs() == 0 &&
-	       access("/sys/kernel/tracing/events/syscalls/sys_enter_close", F_OK) == 0;
-}
-
-static bool kernel_has_btf_tracepoint(const struct btf *btf, const char *event)
-{
-	char name[128];
-
-	if (!btf)
-		return false;
-	snprintf(name, sizeof(name), "btf_trace_%s", event);
-	return btf__find_by_name_kind(btf, name, BTF_KIND_TYPEDEF) > 0;
+	fprintf(stderr, "closetrace: this kernel lacks %s: %s\n", what, consequence);
 }
 
 /*
- * Pick BTF tracepoints where the kernel has them, classic ones otherwise.
- * Modern: Linux 5.19 or later (bpf_map_lookup_percpu_elem came with it),
- * so the BTF tracepoint programs may use socket cookies (5.12), task local
- * storage (5.11) and bpf_task_pt_regs() (5.15).  *alloc_ok: classic
- * tracepoint programs (the per-syscall ones) may use maps allocated at run
- * time: Linux 6.1+ (bpf_user_ringbuf_drain came with it); before, the
- * verifier warns (WARN_ONCE) or, on PREEMPT_RT, refuses.
+ * Pick programs and code paths for what this kernel offers (features.c):
+ * BTF tracepoints where there are, classic ones otherwise; socket cookies
+ * and per-socket slots where tracing programs may ask for cookies and
+ * BPF_CMPXCHG exists; the per-syscall tracepoints where bpf_task_pt_regs()
+ * can read the caller's arguments, else the raw syscall hooks.
+ * --old-kernel takes the paths of a kernel with none of the optional
+ * features (as Linux 5.10 is), to test them anywhere.
  */
-static int choose_programs(struct closetrace_bpf *skel, bool classic, bool syscalls, bool old_kernel,
-			   bool *alloc_ok)
+static int choose_programs(struct closetrace_bpf *skel, const struct ct_features *k, bool classic,
+			   bool syscalls, bool old_kernel)
 {
+	struct closetrace_bpf__rodata *ro = skel->rodata;
 	struct bpf_program *per_syscall[] = {
 		skel->progs.handle_close_enter, skel->progs.handle_bind_exit,
 		skel->progs.handle_listen_exit, skel->progs.handle_connect_exit,
 	};
-	struct btf *vmlinux;
 	bool each_syscall;
 	struct {
 		struct bpf_program *btf, *tp;
@@ -168,18 +137,14 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic, bool sysca
 		{ skel->progs.handle_timer_cancel_btf, skel->progs.handle_timer_cancel_tp },
 	};
 
-	/* the kernel's BTF, read once for both questions below */
-	vmlinux = classic ? NULL : btf__load_vmlinux_btf();
-	if (!classic && !kernel_has_btf_tracepoint(vmlinux, "inet_sock_set_state")) {
-		if (verbose)
-			fprintf(stderr, "closetrace: no BTF tracepoints, using classic tracepoints\n");
+	if (!classic && !k->btf_tracepoints) {
+		kernel_lacks("BTF tracepoints", "using classic tracepoints (no close()/bind() hooks)");
 		classic = true;
 	}
 	if (classic) {
 		int err = ensure_tracefs();
 
 		if (err) {
-			btf__free(vmlinux);
 			die("classic tracepoints need tracefs at /sys/kernel/tracing: %s", strerror(-err));
 			return err;
 		}
@@ -189,41 +154,60 @@ static int choose_programs(struct closetrace_bpf *skel, bool classic, bool sysca
 		if (pairs[i].tp)
 			bpf_program__set_autoload(pairs[i].tp, classic);
 	}
-	skel->rodata->modern = !classic && !old_kernel &&
-			       kernel_has_helper(vmlinux, "BPF_FUNC_map_lookup_percpu_elem");
-	*alloc_ok = kernel_has_helper(vmlinux, "BPF_FUNC_user_ringbuf_drain");
-	btf__free(vmlinux);
-	/* task local storage maps need Linux 5.11: only the modern code uses it */
-	bpf_map__set_autocreate(skel->maps.task_connecting, skel->rodata->modern);
+	if (!classic && !k->error_report_tp) {
+		kernel_lacks("the inet_sk_error_report tracepoint (Linux 5.14)",
+			     "timeouts and resets are told from the socket's error at its close");
+		bpf_program__set_autoload(skel->progs.handle_error_report_btf, false);
+	}
+	ro->use_cookies = !classic && !old_kernel && k->socket_cookie && k->cmpxchg;
+	ro->use_task_btf = !classic && !old_kernel && k->task_btf;
+	ro->use_task_storage = ro->use_task_btf && k->task_storage;
+	if (!classic && !old_kernel && !ro->use_cookies)
+		kernel_lacks("bpf_get_socket_cookie() in tracing programs or BPF_CMPXCHG (Linux 5.12)",
+			     "connection ids are counters, not socket cookies");
+	bpf_program__set_autoload(skel->progs.handle_set_state_slots, ro->use_cookies);
+	if (ro->use_cookies)
+		bpf_program__set_autoload(skel->progs.handle_set_state_btf, false);
+	bpf_map__set_autocreate(skel->maps.task_connecting, ro->use_task_storage);
 	/*
 	 * close() that does not close, EADDRINUSE: with BTF tracepoints only,
 	 * through the per-syscall tracepoints where there are, else the raw
 	 * ones that run for every system call.
 	 */
 	syscalls = syscalls && !classic;
-	each_syscall = syscalls && skel->rodata->modern && have_syscall_tracepoints();
+	each_syscall = syscalls && ro->use_task_btf && k->task_pt_regs && k->syscall_tracepoints;
+	if (syscalls && !old_kernel && !each_syscall)
+		kernel_lacks(!k->syscall_tracepoints ? "syscall tracepoints (CONFIG_FTRACE_SYSCALLS)"
+						     : "bpf_task_pt_regs() (Linux 5.15)",
+			     "close()/bind()/listen()/connect() are hooked through sys_enter/sys_exit, "
+			     "which costs every system call more");
 	for (size_t i = 0; i < sizeof(per_syscall) / sizeof(per_syscall[0]); i++)
 		bpf_program__set_autoload(per_syscall[i], each_syscall);
 	bpf_program__set_autoload(skel->progs.handle_sys_enter, syscalls && !each_syscall);
 	bpf_program__set_autoload(skel->progs.handle_sys_exit, syscalls && !each_syscall);
 	if (verbose)
 		fprintf(stderr, "closetrace: %s tracepoints%s%s\n", classic ? "classic" : "BTF",
-			skel->rodata->modern ? ", socket cookies" : "",
+			ro->use_cookies ? ", socket cookies" : "",
 			!syscalls ? "" : each_syscall ? ", per-syscall hooks" : ", raw syscall hooks");
 	return 0;
 }
 
 /*
- * Modern kernels: n sockets or more in sock_slots (a power of two of them,
- * preallocated) and socks for those whose slot is taken, allocated on
- * demand where alloc_ok.  Older ones: socks only, preallocated.
+ * With cookies: n sockets or more in sock_slots (a power of two of them,
+ * preallocated) and socks for those whose slot is taken.  Else socks only.
+ * Maps allocated at run time (on demand) only where the kernel allocates
+ * safely from any program (Linux 6.1, bpf_mem_alloc): before, a classic
+ * tracepoint program using one makes the verifier warn (WARN_ONCE in
+ * check_map_prog_compatibility()) or, on PREEMPT_RT, refuse.
  */
-static void size_socket_tables(struct closetrace_bpf *skel, uint32_t n, bool alloc_ok)
+static void size_tables(struct closetrace_bpf *skel, const struct ct_features *k, uint32_t n)
 {
 	uint32_t slots = 1;
 
+	if (!k->runtime_alloc)
+		bpf_map__set_map_flags(skel->maps.tws, 0);
 	bpf_map__set_max_entries(skel->maps.socks, n);
-	if (!skel->rodata->modern) {
+	if (!skel->rodata->use_cookies) {
 		bpf_map__set_autocreate(skel->maps.sock_slots, false);
 		return;
 	}
@@ -231,7 +215,7 @@ static void size_socket_tables(struct closetrace_bpf *skel, uint32_t n, bool all
 		slots <<= 1;
 	skel->rodata->n_slots = slots;
 	bpf_map__set_max_entries(skel->maps.sock_slots, slots);
-	if (alloc_ok)
+	if (k->runtime_alloc)
 		bpf_map__set_map_flags(skel->maps.socks, BPF_F_NO_PREALLOC);
 }
 
@@ -240,8 +224,8 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	struct closetrace_bpf__rodata *ro = skel->rodata;
 	long long tw_buckets = read_sysctl("net/ipv4/tcp_max_tw_buckets");
 	unsigned int hz = kernel_hz();
+	struct ct_features k;
 	uint32_t tw_entries;
-	bool alloc_ok;
 	int err;
 
 	ro->filter_pid = o->pid;
@@ -288,10 +272,11 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 		tw_entries = tw_buckets * 2 > (1 << 24) ? (1 << 24) : (uint32_t)(tw_buckets * 2);
 	bpf_map__set_max_entries(skel->maps.tws, tw_entries);
 	bpf_map__set_max_entries(skel->maps.rb, RINGBUF_BYTES);
-	err = choose_programs(skel, o->classic_tp, !o->no_syscalls, o->old_kernel, &alloc_ok);
+	features_probe(&k);
+	err = choose_programs(skel, &k, o->classic_tp, !o->no_syscalls, o->old_kernel);
 	if (err)
 		return err;
-	size_socket_tables(skel, o->max_sockets ? o->max_sockets : DEFAULT_MAX_SOCKETS, alloc_ok);
+	size_tables(skel, &k, o->max_sockets ? o->max_sockets : DEFAULT_MAX_SOCKETS);
 	return 0;
 }
 
@@ -436,6 +421,25 @@ static void read_stats(struct closetrace_bpf *skel, struct ct_stats *s)
 	s->records = records_received;
 }
 
+/* closetrace features: what this kernel offers closetrace, probed as at start */
+static int features_main(int argc, char **argv)
+{
+	struct ct_features k;
+
+	if (argc > 1) {
+		die("usage: closetrace features");
+		return 2;
+	}
+	if (!have_caps()) {
+		die("must run as root (or with CAP_BPF and CAP_PERFMON)");
+		return 1;
+	}
+	libbpf_set_print(libbpf_print);
+	features_probe(&k);
+	features_print(&k, stdout);
+	return 0;
+}
+
 /* closetrace why-busy PORT [--json] [--netns-pid PID]: who holds a port, without tracing */
 static int why_busy_main(int argc, char **argv)
 {
@@ -528,6 +532,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && !strcmp(argv[1], "why-busy"))
 		return why_busy_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "features"))
+		return features_main(argc - 1, argv + 1);
 	err = options_parse(argc, argv, &opts);
 	if (err)
 		return err < 0 ? 2 : 0;
