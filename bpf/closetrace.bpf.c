@@ -52,19 +52,6 @@ const volatile __u64 tw_timer_fn = 0;	/* address of tw_timer_handler */
 const volatile __u64 reqsk_timer_fn = 0; /* address of reqsk_timer_handler */
 const volatile __u64 wakeup_bytes = 0;	/* batch ring buffer wake-ups up to this much data */
 const volatile __u32 hz = 250;		/* CONFIG_HZ, for jiffies */
-/*
- * What this kernel allows, probed by the loader (user/features.c); see
- * bpf/compat.bpf.h for the kernel changes behind each.
- * use_cookies: socket cookies as connection ids and timewait keys, and
- * per-socket state in sock_slots (bpf_get_socket_cookie() in tracing
- * programs and BPF_CMPXCHG, Linux 5.12; handle_set_state_slots is loaded);
- * else counters, and state in socks by address.
- */
-const volatile __u8 use_cookies = 0;
-/* bpf_get_current_task_btf() (5.11): direct reads of the current task */
-const volatile __u8 use_task_btf = 0;
-/* task local storage (5.11) for the connect() in flight */
-const volatile __u8 use_task_storage = 0;
 const volatile __u32 n_slots = 65536; /* sock_slots entries, a power of two */
 /* this architecture's syscall numbers, from the loader's <sys/syscall.h> */
 const volatile long nr_close = -1;
@@ -300,13 +287,23 @@ static __always_inline struct ct_sock *sock_state_of(__u64 key)
 
 static __always_inline struct ct_sock *sock_state(struct sock *sk, int direct)
 {
-	return sock_state_of(sock_key(sk, direct));
+	__u64 key = sock_key(sk, direct);
+
+	if (use_cookies && !key) {
+		/* a passive child whose cookie is not settled yet (first_seen()) */
+		if (!socks_spilled)
+			return NULL;
+		key = (__u64)sk;
+		return bpf_map_lookup_elem(&socks, &key);
+	}
+	return sock_state_of(key);
 }
 
 /*
  * init->conn_id is the socket's cookie when slots (a constant: the
  * compare-and-swap must not be in programs for kernels before 5.12, whose
- * verifier refuses BPF_CMPXCHG even in dead code).
+ * verifier refuses BPF_CMPXCHG even in dead code), or 0 for a passive
+ * child whose cookie is not settled yet: in socks by address until then.
  */
 static __always_inline struct ct_sock *sock_state_new(struct sock *sk, struct ct_sock *init,
 						      int slots)
@@ -317,16 +314,18 @@ static __always_inline struct ct_sock *sock_state_new(struct sock *sk, struct ct
 	if (slots) {
 		__u64 was;
 
-		key = init->conn_id;
-		si = sock_slot(key);
-		if (!si)
-			return NULL;
-		was = __sync_val_compare_and_swap(&si->conn_id, 0, key);
-		if (was == key)
-			return si; /* there already */
-		if (!was) {
-			*si = *init;
-			return si;
+		if (init->conn_id) {
+			key = init->conn_id;
+			si = sock_slot(key);
+			if (!si)
+				return NULL;
+			was = __sync_val_compare_and_swap(&si->conn_id, 0, key);
+			if (was == key)
+				return si; /* there already */
+			if (!was) {
+				*si = *init;
+				return si;
+			}
 		}
 		/* counted first: lookups elsewhere try socks from now on */
 		__sync_fetch_and_add(&socks_spilled, 1);
@@ -344,7 +343,7 @@ static __always_inline void sock_state_delete(struct ct_sock *si, struct sock *s
 	__u64 key = (__u64)sk;
 	struct ct_sock *slot;
 
-	if (use_cookies) {
+	if (use_cookies && si->conn_id) {
 		key = si->conn_id;
 		slot = sock_slot(key);
 		if (slot && slot->conn_id == key) {
@@ -816,7 +815,16 @@ static __always_inline struct ct_sock *first_seen(struct sock *sk, int old, int 
 	struct ct_sock zero = {};
 	struct ct_sock *si;
 
-	zero.conn_id = new_conn_id(sk, direct);
+	/*
+	 * inet_csk_clone_lock() fires LISTEN -> SYN_RECV for a passive child
+	 * before it copies the request socket's cookie into it
+	 * (atomic64_set(&newsk->sk_cookie, ...ir_cookie)): a cookie given now
+	 * would be overwritten (Linux 6.1 and 6.12 do; 6.18 has the cookie
+	 * set by then).  Such a child is kept by address until it leaves
+	 * SYN_RECV (settle_passive()).
+	 */
+	if (!(slots && old == S_LISTEN && new == S_SYN_RECV))
+		zero.conn_id = new_conn_id(sk, direct);
 	zero.initiator = CT_INIT_NONE;
 	if (old == S_CLOSE && new == S_SYN_SENT) {
 		zero.state_ts = now;
@@ -872,6 +880,27 @@ static __noinline struct ct_sock *sock_first_seen(struct sock *sk, int old, int 
 static __noinline struct ct_sock *sock_first_seen_slots(struct sock *sk, int old, int new, __u64 now)
 {
 	return first_seen(sk, old, new, now, 1, 1);
+}
+
+/*
+ * A passive child past LISTEN -> SYN_RECV: its cookie is final now.  Its
+ * state moves from socks by address to its slot (or socks by cookie).
+ */
+static __noinline struct ct_sock *settle_passive(struct sock *sk, struct ct_sock *si)
+{
+	__u64 addr = (__u64)sk;
+	struct ct_sock *moved;
+
+	si->conn_id = bpf_get_socket_cookie(sk);
+	moved = sock_state_new(sk, si, 1);
+	if (!moved) {
+		stat_inc(CT_STAT_SOCKS_FULL);
+		si->conn_id = 0;
+		return si; /* stays where it is */
+	}
+	if (!bpf_map_delete_elem(&socks, &addr))
+		__sync_fetch_and_add(&socks_spilled, -1);
+	return moved;
 }
 
 /*
@@ -936,7 +965,17 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 	}
 
 	now = bpf_ktime_get_ns();
-	si = sock_state(sk, direct);
+	si = NULL;
+	if (slots && old == S_SYN_RECV && socks_spilled) {
+		/* a passive child kept by address since LISTEN -> SYN_RECV (first_seen()) */
+		__u64 addr = (__u64)sk;
+
+		si = bpf_map_lookup_elem(&socks, &addr);
+		if (si)
+			si = settle_passive(sk, si);
+	}
+	if (!si)
+		si = sock_state(sk, direct);
 	if (!si) {
 		if (new == S_CLOSE && (old == S_CLOSE || old == S_SYN_SENT))
 			return 0; /* a connect() that failed at once */

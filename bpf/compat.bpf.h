@@ -9,6 +9,24 @@
 #include <bpf/bpf_core_read.h>
 
 /*
+ * What this kernel allows, probed by the loader (user/kernel_features.c)
+ * and set before load; the code for a missing feature is never run.
+ *
+ * use_cookies: socket cookies as connection ids and timewait keys, and
+ * per-socket state in sock_slots.  Needs bpf_get_socket_cookie() on BTF
+ * socket pointers in tracing programs (Linux 5.12, bpf_get_socket_ptr_cookie
+ * _proto) and BPF_CMPXCHG (5.12); the compare-and-swap lives only in
+ * handle_set_state_slots, loaded only then (older verifiers refuse the
+ * instruction even in dead code).  Else counters, and state in socks by
+ * address.
+ */
+const volatile __u8 use_cookies = 0;
+/* bpf_get_current_task_btf() (Linux 5.11): direct reads of the current task */
+const volatile __u8 use_task_btf = 0;
+/* task local storage from tracing programs (Linux 5.11): the connect() in flight */
+const volatile __u8 use_task_storage = 0;
+
+/*
  * Read a field of a kernel object: a direct load where the verifier knows
  * the pointer's BTF type (tp_btf arguments and pointers read from them: the
  * load becomes a fault-safe PROBE_MEM load), a CO-RE probe read helper call
@@ -22,12 +40,17 @@
 	})
 
 /*
- * The network namespace's reference count.  Linux 6.18 renamed
- * ns_common.count to __ns_ref; both are refcount_t.  It is zero while
- * cleanup_net() tears the namespace down, which is when inet_twsk_purge()
- * cancels every timewait timer of that namespace.
+ * The network namespace's reference count: struct net.count in older
+ * kernels (Debian's 5.10), ns_common.count later (6.1), renamed
+ * ns_common.__ns_ref in 6.18; all are refcount_t.  It is zero while cleanup_net() tears the
+ * namespace down, which is when inet_twsk_purge() cancels every timewait
+ * timer of that namespace.
  */
 struct ns_common___old {
+	refcount_t count;
+} __attribute__((preserve_access_index));
+
+struct net___old {
 	refcount_t count;
 } __attribute__((preserve_access_index));
 
@@ -39,6 +62,8 @@ static __always_inline int netns_dying(const struct net *net)
 		return BPF_CORE_READ(ns, __ns_ref.refs.counter) == 0;
 	if (bpf_core_field_exists(((struct ns_common___old *)ns)->count))
 		return BPF_CORE_READ((struct ns_common___old *)ns, count.refs.counter) == 0;
+	if (bpf_core_field_exists(((struct net___old *)net)->count))
+		return BPF_CORE_READ((struct net___old *)net, count.refs.counter) == 0;
 	return 0;
 }
 

@@ -224,6 +224,8 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	struct closetrace_bpf__rodata *ro = skel->rodata;
 	long long tw_buckets = read_sysctl("net/ipv4/tcp_max_tw_buckets");
 	unsigned int hz = kernel_hz();
+	static const char *const timer_fns[] = { "tw_timer_handler", "reqsk_timer_handler" };
+	uint64_t addrs[2];
 	struct ct_features k;
 	uint32_t tw_entries;
 	int err;
@@ -253,8 +255,9 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	else if (verbose)
 		fprintf(stderr, "closetrace: CONFIG_HZ unknown, assuming %u\n", ro->hz);
 
-	ro->tw_timer_fn = kallsyms_lookup("tw_timer_handler");
-	ro->reqsk_timer_fn = kallsyms_lookup("reqsk_timer_handler");
+	kallsyms_lookup(timer_fns, addrs, 2);
+	ro->tw_timer_fn = addrs[0];
+	ro->reqsk_timer_fn = addrs[1];
 	if (!ro->tw_timer_fn) {
 		die("tw_timer_handler not found in /proc/kallsyms (is kernel.kptr_restrict hiding it?)");
 		return -ENOENT;

@@ -10,21 +10,27 @@
 #include <zlib.h>
 #include "sysinfo.h"
 
-uint64_t kallsyms_lookup(const char *name)
+int kallsyms_lookup(const char *const *names, uint64_t *addrs, int n)
 {
+	static char buf[1 << 20]; /* few large reads: the kernel formats kallsyms per read() */
 	FILE *f = fopen("/proc/kallsyms", "r");
 	char line[512], sym[256], type;
 	unsigned long long addr;
-	uint64_t found = 0;
+	int found = 0;
 
+	for (int i = 0; i < n; i++)
+		addrs[i] = 0;
 	if (!f)
 		return 0;
-	while (fgets(line, sizeof(line), f)) {
+	setvbuf(f, buf, _IOFBF, sizeof(buf));
+	while (found < n && fgets(line, sizeof(line), f)) {
 		if (sscanf(line, "%llx %c %255s", &addr, &type, sym) != 3)
 			continue;
-		if (strcmp(sym, name) == 0) {
-			found = addr;
-			break;
+		for (int i = 0; i < n; i++) {
+			if (!addrs[i] && addr && strcmp(sym, names[i]) == 0) {
+				addrs[i] = addr;
+				found++;
+			}
 		}
 	}
 	fclose(f);

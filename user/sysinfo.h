@@ -5,8 +5,8 @@
 
 #include <stdint.h>
 
-/* address of a function in /proc/kallsyms, 0 if absent or hidden */
-uint64_t kallsyms_lookup(const char *name);
+/* addresses of functions in /proc/kallsyms (0 if absent or hidden), in one pass; returns how many were found */
+int kallsyms_lookup(const char *const *names, uint64_t *addrs, int n);
 /* CONFIG_HZ from /proc/config.gz or /boot/config-$(uname -r), 0 if unknown */
 unsigned int kernel_hz(void);
 /* an integer sysctl such as "net/ipv4/tcp_max_tw_buckets"; -1 if unreadable */
