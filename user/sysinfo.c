@@ -14,8 +14,7 @@ int kallsyms_lookup(const char *const *names, uint64_t *addrs, int n)
 {
 	static char buf[1 << 20]; /* few large reads: the kernel formats kallsyms per read() */
 	FILE *f = fopen("/proc/kallsyms", "r");
-	char line[512], sym[256], type;
-	unsigned long long addr;
+	char line[512];
 	int found = 0;
 
 	for (int i = 0; i < n; i++)
@@ -23,13 +22,18 @@ int kallsyms_lookup(const char *const *names, uint64_t *addrs, int n)
 	if (!f)
 		return 0;
 	setvbuf(f, buf, _IOFBF, sizeof(buf));
+	/* "ADDR TYPE NAME[\t[MODULE]]": parsed by hand (sscanf was most of the time) */
 	while (found < n && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%llx %c %255s", &addr, &type, sym) != 3)
+		char *sym = strchr(line, ' ');
+
+		if (!sym || !(sym = strchr(sym + 1, ' ')))
 			continue;
+		sym++;
+		sym[strcspn(sym, "\t\n")] = '\0';
 		for (int i = 0; i < n; i++) {
-			if (!addrs[i] && addr && strcmp(sym, names[i]) == 0) {
-				addrs[i] = addr;
-				found++;
+			if (!addrs[i] && strcmp(sym, names[i]) == 0) {
+				addrs[i] = strtoull(line, NULL, 16);
+				found += addrs[i] != 0;
 			}
 		}
 	}
