@@ -39,7 +39,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all clean install test unit vmlinux deps check-deps
+.PHONY: all clean install test vmtest unit vmlinux deps check-deps
 
 all: $(OUTPUT)/closetrace
 
@@ -97,9 +97,20 @@ $(OUTPUT)/ctscen: tests/helpers/ctscen.c | $(OUTPUT)
 unit: $(UNIT_TESTS)
 	$(Q)$(UNIT_TESTS)
 
-test: $(OUTPUT)/closetrace $(UNIT_TESTS) $(HELPERS) $(OUTPUT)/fuzz_reader $(OUTPUT)/test_sockdiag \
+TEST_BINS := $(OUTPUT)/closetrace $(UNIT_TESTS) $(HELPERS) $(OUTPUT)/fuzz_reader $(OUTPUT)/test_sockdiag \
 	$(OUTPUT)/churn $(OUTPUT)/floor
+
+test: $(TEST_BINS)
 	$(Q)python3 tests/run_tests.py --build $(OUTPUT)
+
+# the same suite inside qemu guests running Debian's 5.10, 6.1 and 6.12
+# kernels (scripts/vmtest): KERNELS=6.12 for fewer, VMTEST_JSON=FILE for
+# the per-test results as JSON
+KERNELS ?=
+VMTEST_JSON ?=
+vmtest: $(TEST_BINS)
+	$(Q)python3 scripts/vmtest --build $(OUTPUT) $(if $(KERNELS),--kernels $(KERNELS)) \
+		$(if $(VMTEST_JSON),--json-out $(VMTEST_JSON))
 
 # regenerate the kernel type header from the running kernel's BTF
 vmlinux:
