@@ -39,7 +39,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all clean install test vmtest unit vmlinux deps check-deps
+.PHONY: all clean install test vmtest check unit vmlinux deps check-deps
 
 all: $(OUTPUT)/closetrace
 
@@ -100,8 +100,9 @@ unit: $(UNIT_TESTS)
 TEST_BINS := $(OUTPUT)/closetrace $(UNIT_TESTS) $(HELPERS) $(OUTPUT)/fuzz_reader $(OUTPUT)/test_sockdiag \
 	$(OUTPUT)/churn $(OUTPUT)/floor
 
+TEST_JSON ?=
 test: $(TEST_BINS)
-	$(Q)python3 tests/run_tests.py --build $(OUTPUT)
+	$(Q)python3 tests/run_tests.py --build $(OUTPUT) $(if $(TEST_JSON),--json-out $(TEST_JSON))
 
 # the same suite inside qemu guests running Debian's 5.10, 6.1 and 6.12
 # kernels (scripts/vmtest): KERNELS=6.12 for fewer, VMTEST_JSON=FILE for
@@ -111,6 +112,10 @@ VMTEST_JSON ?=
 vmtest: $(TEST_BINS)
 	$(Q)python3 scripts/vmtest --build $(OUTPUT) $(if $(KERNELS),--kernels $(KERNELS)) \
 		$(if $(VMTEST_JSON),--json-out $(VMTEST_JSON))
+
+# the whole suite: make test, then make vmtest, one closing line for both
+check: $(TEST_BINS)
+	$(Q)sh scripts/check
 
 # regenerate the kernel type header from the running kernel's BTF
 vmlinux:

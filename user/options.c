@@ -45,7 +45,11 @@ static const char doc[] =
 	"    closetrace -w trace.ct       # record (compressed) for later\n"
 	"    closetrace -r trace.ct --json  # replay a recording, no root needed\n"
 	"    closetrace --summary -d 30  # aggregates: who closes, how long, TIME_WAIT ends\n"
-	"    closetrace --tw-reuse       # check every TIME_WAIT reuse against the sysctls\n";
+	"    closetrace --tw-reuse       # check every TIME_WAIT reuse against the sysctls\n"
+	"\n"
+	"OTHER COMMANDS:\n"
+	"    closetrace why-busy 8080    # what holds a local port now\n"
+	"    closetrace features         # what this kernel offers, probed\n";
 
 static const char args_doc[] = "";
 
@@ -87,7 +91,7 @@ static const struct argp_option option_table[] = {
 	{ "classic-tracepoints", OPT_CLASSIC_TP, NULL, 0,
 	  "Attach classic tracepoints instead of BTF ones (diagnostic)", 4 },
 	{ "old-kernel", OPT_OLD_KERNEL, NULL, 0,
-	  "Use only what Linux 5.8-5.18 offers BTF tracepoints (diagnostic)", 4 },
+	  "Take the paths of a kernel without the optional BPF features, as Linux 5.10 (diagnostic)", 4 },
 	{ "version", OPT_VERSION, NULL, 0, "Print the version and exit", 4 },
 	{ "help", 'h', NULL, 0, "Show this help", 4 },
 	{},
