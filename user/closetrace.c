@@ -107,7 +107,7 @@ static void kernel_lacks(const char *what, const char *consequence)
 }
 
 /*
- * Pick programs and code paths for what this kernel offers (features.c):
+ * Pick programs and code paths for what this kernel offers (kernel_features.c):
  * BTF tracepoints where there are, classic ones otherwise; socket cookies
  * and per-socket slots where tracing programs may ask for cookies and
  * BPF_CMPXCHG exists; the per-syscall tracepoints where bpf_task_pt_regs()
