@@ -1462,7 +1462,9 @@ def t_tw_reuse_check():
             "--closetrace", Ctx.bin("closetrace"), "--ctscen", Ctx.bin("ctscen")]
     # under TCG a row's closetrace may take tens of seconds to start
     p = run(argv, check_rc=False, timeout=600 if VMTEST else 180)
-    check(p.returncode == 0, "tw-reuse-check failed (%d):\n%s\n%s" % (p.returncode, p.stdout[-3000:],
+    # its table and findings, without the rows' closetrace warnings (5.10 has three each)
+    out = "\n".join(l for l in p.stdout.splitlines() if not l.startswith("closetrace stderr"))
+    check(p.returncode == 0, "tw-reuse-check failed (%d):\n%s\n%s" % (p.returncode, out[-3000:],
                                                                    p.stderr[-1000:]))
     check("PASS" in p.stdout and "FAIL" not in p.stdout, "table:\n%s" % p.stdout)
 
