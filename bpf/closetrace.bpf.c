@@ -72,6 +72,7 @@ struct tw_info {
 	__u64 tw;	/* the timewait socket's address */
 	__u64 conn_id;
 	__u64 start_ns; /* timewait socket scheduled */
+	__u64 start_j;	/* the same, in jiffies */
 	__u64 fin_ns;	/* the peer's FIN reached a FIN_WAIT2 timewait socket */
 	__u64 fw2_ns;	/* FIN_WAIT2 time spent in the full socket */
 	__u32 pid;
@@ -86,6 +87,9 @@ struct tw_info {
 struct pending_cancel {
 	__u64 tw;
 	__u64 key; /* its key in tws */
+	__u64 ts;  /* when: the end of the TIME_WAIT if it was a kill */
+	__u8 due;  /* past its expiry: probably expire_timers() (see settle_pending) */
+	__u8 pad[7];
 	struct ct_tuple t;
 };
 
@@ -1230,9 +1234,10 @@ static __always_inline void reuse_facts(struct ct_record *r, struct sock *reuser
 }
 
 static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw_info *ti, __u64 key,
-					const struct ct_tuple *t, __u8 end, struct sock *reuser)
+					const struct ct_tuple *t, __u8 end, struct sock *reuser,
+					__u64 now)
 {
-	__u64 now = bpf_ktime_get_ns(), begin = ti->start_ns;
+	__u64 begin = ti->start_ns, flags = 0;
 	struct ct_record *r;
 	int ring, substate;
 
@@ -1244,21 +1249,25 @@ static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw
 		 * Began as an orphaned FIN_WAIT2 (tcp_time_wait(sk,
 		 * TCP_FIN_WAIT2, tmo)).  When the FIN arrived,
 		 * tcp_timewait_state_process() set TIME_WAIT and re-armed the
-		 * timer with inet_twsk_reschedule(tw, TCP_TIMEWAIT_LEN), which
-		 * may emit no timer_start; the expiry then tells when.
+		 * timer with inet_twsk_reschedule(tw, TCP_TIMEWAIT_LEN).  Its
+		 * timer_start gives the time, but __mod_timer() emits nothing
+		 * when the new expiry falls in the same wheel bucket (within
+		 * about 2 s: a bucket of the 60 s level spans 512 jiffies at
+		 * HZ=250); then the new expiry tells the FIN's jiffy, counted
+		 * from the jiffy the timewait socket began in: within one
+		 * jiffy of the truth, and flagged as estimated.
 		 */
 		if (ti->fin_ns) {
 			begin = ti->fin_ns;
 		} else if (substate == S_TIME_WAIT) {
 			__u64 expires = BPF_CORE_READ(tw, tw_timer.expires);
-			__u64 jnow = bpf_jiffies64();
 			__u64 jbegin = expires - TCP_TIMEWAIT_LEN_S * (__u64)hz;
 
-			begin = now;
-			if (jnow >= jbegin && hz)
-				begin = now - (jnow - jbegin) * (1000000000ULL / hz);
-			if (begin < ti->start_ns)
-				begin = ti->start_ns;
+			if (jbegin > ti->start_j && hz)
+				begin += (jbegin - ti->start_j) * (1000000000ULL / hz);
+			if (begin > now)
+				begin = now;
+			flags = CT_F_TW_SPLIT_ESTIMATED;
 		} else {
 			begin = now; /* never left FIN_WAIT2 */
 		}
@@ -1268,7 +1277,7 @@ static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw
 		goto out;
 	r->conn_id = ti->conn_id;
 	r->pid = ti->pid;
-	r->flags = ti->flags;
+	r->flags = ti->flags | flags;
 	r->initiator = ti->initiator;
 	r->method = ti->method;
 	r->tw_end = end;
@@ -1290,20 +1299,35 @@ out:
 	tw_delete(ti, key);
 }
 
+/* a pending cancel was a kill: the TIME_WAIT ended at the cancel */
+static __always_inline void settle_kill(struct pending_cancel *p, __u8 end)
+{
+	struct tw_info *ti = bpf_map_lookup_elem(&tws, &p->key);
+
+	if (ti && ti->tw == p->tw)
+		emit_tw_end((void *)p->tw, ti, p->key, &p->t, end, NULL, p->ts);
+	p->tw = 0;
+	__sync_fetch_and_add(&pending_cancels, -1);
+}
+
 /*
  * A timewait timer cancel is a kill (inet_twsk_deschedule_put()), the first
  * half of a re-arm (__mod_timer() detaches a pending timer, emitting
  * timer_cancel, then emits timer_start), or the detach before the timer
  * runs (expire_timers() emits timer_cancel, then timer_expire_entry).  The
- * halves of a re-arm or an expiry come under the same base lock with
- * interrupts off, so whatever timer event comes next on this CPU settles it.
+ * last is recognised at the cancel where the kernel lets us (see
+ * timer_expiring()).  The halves of a re-arm come under the base lock with
+ * interrupts off, so whatever timer event comes next on this CPU settles
+ * a cancel: the start of the same timer is a re-arm, anything else a kill
+ * (dated to the cancel).  Where timer_expiring() cannot say, a cancel past
+ * the timer's expiry is taken for an expiry (due): only its own
+ * timer_expire_entry, or the next timewait cancel, settles it.
  * Returns 1 when the event finishes the pending tw's cancel (not a kill).
  */
 static __always_inline int settle_pending(struct timer_list *timer, __u64 fn, int starting)
 {
 	__u32 zero = 0;
 	struct pending_cancel *p;
-	struct tw_info *ti;
 	__u8 end = CT_TW_RESET;
 
 	if (!pending_cancels)
@@ -1321,6 +1345,8 @@ static __always_inline int settle_pending(struct timer_list *timer, __u64 fn, in
 			return 1;
 		}
 	}
+	if (p->due)
+		return 0;
 	if (starting && fn == reqsk_timer_fn) {
 		/*
 		 * tcp_v4_rcv(): TCP_TW_SYN kills the timewait socket, then the
@@ -1335,11 +1361,7 @@ static __always_inline int settle_pending(struct timer_list *timer, __u64 fn, in
 		if (tuple_eq(&t, &p->t))
 			end = CT_TW_SYN;
 	}
-	ti = bpf_map_lookup_elem(&tws, &p->key);
-	if (ti && ti->tw == p->tw)
-		emit_tw_end((void *)p->tw, ti, p->key, &p->t, end, NULL);
-	p->tw = 0;
-	__sync_fetch_and_add(&pending_cancels, -1);
+	settle_kill(p, end);
 	return 0;
 }
 
@@ -1367,6 +1389,7 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 	if (direct && use_cookies)
 		zero.conn_id = cookie; /* the connection's id, even if never joined */
 	zero.start_ns = bpf_ktime_get_ns();
+	zero.start_j = bpf_jiffies64();
 	if (BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2)
 		zero.flags |= CT_F_TW_FIN_WAIT2;
 	/*
@@ -1426,11 +1449,12 @@ static __always_inline int handle_timer_expire(struct timer_list *timer, __u64 f
 	/* tw_timer_handler(): a substate still FIN_WAIT2 means no FIN came */
 	emit_tw_end(tw, ti, key, &t,
 		    BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2 ? CT_TW_FIN_WAIT2_TIMEOUT :
-								    CT_TW_EXPIRED, NULL);
+								    CT_TW_EXPIRED, NULL, bpf_ktime_get_ns());
 	return 0;
 }
 
-static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 fn, int direct)
+static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 fn, int direct,
+					       int bases)
 {
 	struct inet_timewait_sock *tw;
 	struct pending_cancel *p;
@@ -1439,6 +1463,7 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 	struct sock *sk;
 	__u64 key;
 	__u32 zero = 0;
+	int due;
 
 	settle_pending(timer, fn, 0);
 	if (fn != tw_timer_fn)
@@ -1451,7 +1476,7 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 
 	/* cleanup_net() -> inet_twsk_purge(): the namespace is going away */
 	if (netns_dying(BPF_CORE_READ(tw, __tw_common.skc_net.net))) {
-		emit_tw_end(tw, ti, key, &t, CT_TW_NETNS_EXIT, NULL);
+		emit_tw_end(tw, ti, key, &t, CT_TW_NETNS_EXIT, NULL, bpf_ktime_get_ns());
 		return 0;
 	}
 	/*
@@ -1465,15 +1490,24 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 
 		read_sk_tuple(sk, &ct, 0);
 		if (BPF_CORE_READ(sk, __sk_common.skc_state) == S_SYN_SENT && tuple_eq(&ct, &t)) {
-			emit_tw_end(tw, ti, key, &t, CT_TW_REUSED, sk);
+			emit_tw_end(tw, ti, key, &t, CT_TW_REUSED, sk, bpf_ktime_get_ns());
 			return 0;
 		}
 	}
+	due = bases ? timer_expiring(timer) : -1;
+	if (due > 0)
+		return 0; /* expire_timers(): timer_expire_entry follows */
+	if (due < 0)
+		due = bpf_jiffies64() >= BPF_CORE_READ(timer, expires);
 	p = bpf_map_lookup_elem(&pending, &zero);
 	if (!p)
 		return 0;
+	if (p->tw)
+		settle_kill(p, CT_TW_RESET); /* a due one that did not expire */
 	p->tw = (__u64)tw;
 	p->key = key;
+	p->ts = bpf_ktime_get_ns();
+	p->due = due;
 	p->t = t;
 	__sync_fetch_and_add(&pending_cancels, 1);
 	return 0;
@@ -1786,7 +1820,14 @@ int handle_timer_expire_tp(struct trace_event_raw_timer_expire_entry *ctx)
 SEC("tp_btf/timer_cancel")
 int BPF_PROG(handle_timer_cancel_btf, struct timer_list *timer)
 {
-	return handle_timer_cancel(timer, (__u64)timer->function, 1);
+	return handle_timer_cancel(timer, (__u64)timer->function, 1, 0);
+}
+
+/* the same, reading the timer bases (where the verifier can resolve timer_bases) */
+SEC("tp_btf/timer_cancel")
+int BPF_PROG(handle_timer_cancel_bases, struct timer_list *timer)
+{
+	return handle_timer_cancel(timer, (__u64)timer->function, 1, 1);
 }
 
 SEC("tracepoint/timer/timer_cancel")
@@ -1794,7 +1835,7 @@ int handle_timer_cancel_tp(struct trace_event_raw_timer_class *ctx)
 {
 	struct timer_list *timer = ctx->timer;
 
-	return handle_timer_cancel(timer, (__u64)BPF_CORE_READ(timer, function), 0);
+	return handle_timer_cancel(timer, (__u64)BPF_CORE_READ(timer, function), 0, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

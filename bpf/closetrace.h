@@ -106,6 +106,8 @@ enum ct_tw_end {
 #define CT_F_WATCH_CLOSED  (1u << 11) /* watch: the socket finally closed */
 #define CT_F_AGE_AT_LEAST  (1u << 12) /* watch: already in the state when tracing began */
 #define CT_F_PASSIVE	   (1u << 13) /* accepted from a listener: the remote end is a client */
+/* timewait: the FIN_WAIT2 / TIME_WAIT split is from jiffies (within 1/HZ), see emit_tw_end() */
+#define CT_F_TW_SPLIT_ESTIMATED (1u << 20)
 
 /* counters in the stats array (a global in the BPF object) */
 enum ct_stat {

@@ -134,4 +134,45 @@ static __always_inline long regs_syscall_nr(struct pt_regs *regs)
 	return -1;
 }
 
+/*
+ * Is this timer_cancel the detach of a timer about to run?  expire_timers()
+ * (kernel/time/timer.c) sets base->running_timer before detach_timer()
+ * emits timer_cancel, then drops the base lock with interrupts on before
+ * call_timer_fn() emits timer_expire_entry: another timer event can come in
+ * between, so "the next timer event on this CPU" cannot tell an expiry from
+ * a kill.  The per-CPU timer_bases are read through their BTF (Debian's 6.1
+ * and later describe per-CPU variables; 5.10's BTF does not: there the
+ * caller guesses from the expiry time).  The timer's base belongs to the CPU
+ * in its flags (TIMER_CPUMASK), which is not this one when a timer of an
+ * idle CPU is run elsewhere (6.9+ timer migration).  Base 0 holds pinned
+ * and standard timers, base 1 the global (6.9+) or deferrable ones; every
+ * kernel with NO_HZ_COMMON has both.
+ * Returns 1 if expiring, 0 if not, -1 if this kernel cannot say.
+ */
+extern const struct timer_base timer_bases[] __ksym __weak;
+
+#define TIMER_CPUMASK 0x0003FFFF /* include/linux/timer.h */
+
+static __always_inline int timer_expiring(struct timer_list *timer)
+{
+	__u32 off = bpf_core_field_offset(struct timer_base, running_timer);
+	__u32 size = bpf_core_type_size(struct timer_base);
+	__u32 cpu = BPF_CORE_READ(timer, flags) & TIMER_CPUMASK;
+	const void *base;
+	void *running;
+
+	if (!&timer_bases)
+		return -1;
+	base = bpf_per_cpu_ptr(timer_bases, cpu);
+	if (!base)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		if (bpf_probe_read_kernel(&running, sizeof(running), base + i * size + off))
+			return -1;
+		if (running == timer)
+			return 1;
+	}
+	return 0;
+}
+
 #endif /* CLOSETRACE_COMPAT_BPF_H */

@@ -166,6 +166,10 @@ static int choose_programs(struct closetrace_bpf *skel, const struct ct_features
 		kernel_lacks("bpf_get_socket_cookie() in tracing programs or BPF_CMPXCHG (Linux 5.12)",
 			     "connection ids are counters, not socket cookies");
 	bpf_program__set_autoload(skel->progs.handle_set_state_slots, ro->use_cookies);
+	/* timewait kills told from expiries at the cancel (timer_expiring()) */
+	bpf_program__set_autoload(skel->progs.handle_timer_cancel_bases, !classic && k->timer_bases);
+	if (!classic && k->timer_bases)
+		bpf_program__set_autoload(skel->progs.handle_timer_cancel_btf, false);
 	if (ro->use_cookies)
 		bpf_program__set_autoload(skel->progs.handle_set_state_btf, false);
 	bpf_map__set_autocreate(skel->maps.task_connecting, ro->use_task_storage);
@@ -224,8 +228,8 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	struct closetrace_bpf__rodata *ro = skel->rodata;
 	long long tw_buckets = read_sysctl("net/ipv4/tcp_max_tw_buckets");
 	unsigned int hz = kernel_hz();
-	static const char *const timer_fns[] = { "tw_timer_handler", "reqsk_timer_handler" };
-	uint64_t addrs[2];
+	static const char *const syms[] = { "tw_timer_handler", "reqsk_timer_handler", "timer_bases" };
+	uint64_t addrs[3];
 	struct ct_features k;
 	uint32_t tw_entries;
 	int err;
@@ -255,7 +259,7 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	else if (verbose)
 		fprintf(stderr, "closetrace: CONFIG_HZ unknown, assuming %u\n", ro->hz);
 
-	kallsyms_lookup(timer_fns, addrs, 2);
+	kallsyms_lookup(syms, addrs, 3);
 	ro->tw_timer_fn = addrs[0];
 	ro->reqsk_timer_fn = addrs[1];
 	if (!ro->tw_timer_fn) {
@@ -276,6 +280,8 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	bpf_map__set_max_entries(skel->maps.tws, tw_entries);
 	bpf_map__set_max_entries(skel->maps.rb, RINGBUF_BYTES);
 	features_probe(&k);
+	/* a BTF variable the verifier can resolve: in kallsyms (CONFIG_KALLSYMS_ALL) */
+	k.timer_bases = k.timer_bases && addrs[2];
 	err = choose_programs(skel, &k, o->classic_tp, !o->no_syscalls, o->old_kernel);
 	if (err)
 		return err;

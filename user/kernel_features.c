@@ -102,6 +102,8 @@ void features_probe(struct ct_features *f)
 	f->cmpxchg = cmpxchg_insn();
 	/* kernel/bpf/memalloc.c (6.1): hash map elements allocated safely in any context */
 	f->runtime_alloc = btf_has(btf, "bpf_mem_alloc", BTF_KIND_STRUCT);
+	/* per-CPU variables are in BTF since pahole 1.18 (Debian's 6.1 on, not 5.10) */
+	f->timer_bases = btf_has(btf, "timer_bases", BTF_KIND_VAR);
 	btf__free(btf);
 }
 

@@ -564,6 +564,8 @@ static void json_kind_fields(struct line *l, const struct ct_record *r)
 		put_kstr(l, "end", tw_end_name(r->tw_end));
 		put_knum(l, "duration_ns", r->tw_ns);
 		put_knum(l, "tw_sock_ns", r->tw_sock_ns);
+		if (r->flags & CT_F_TW_FIN_WAIT2)
+			put_kbool(l, "split_estimated", r->flags & CT_F_TW_SPLIT_ESTIMATED);
 		if (r->tw_end == CT_TW_REUSED) {
 			put_knum(l, "reuse_pid", r->reuse_pid);
 			put_lit(l, ",\"reuse_comm\":");
@@ -723,10 +725,11 @@ static void table_details(struct line *l, const struct ct_record *r)
 	case CT_REC_TIMEWAIT:
 		put_lit(l, " ");
 		put_str(l, tw_end_name(r->tw_end));
-		put_lit(l, " TIME_WAIT=");
+		/* "~": the FIN_WAIT2 / TIME_WAIT split is within one jiffy (emit_tw_end()) */
+		put_lit(l, r->flags & CT_F_TW_SPLIT_ESTIMATED ? " TIME_WAIT=~" : " TIME_WAIT=");
 		put_duration(l, r->tw_ns);
 		if (r->state_ns[TCP_FIN_WAIT2] && (r->flags & CT_F_TW_FIN_WAIT2)) {
-			put_lit(l, " FIN_WAIT2=");
+			put_lit(l, r->flags & CT_F_TW_SPLIT_ESTIMATED ? " FIN_WAIT2=~" : " FIN_WAIT2=");
 			put_duration(l, r->state_ns[TCP_FIN_WAIT2]);
 		}
 		if (r->tw_end == CT_TW_REUSED) {

@@ -14,6 +14,14 @@
  *   keepalive     2..K request/responses per connection (K = -k), then the
  *                 client closes first
  *
+ * With -l FILE every connection is logged as the ground truth of the
+ * stress test (scripts/stress): one line per connection, written when it has
+ * been closed on the client side,
+ *   CLIENT_ADDR CLIENT_PORT SERVER_ADDR SERVER_PORT FIRST
+ * where FIRST says who sent the first FIN or RST: client or server (the
+ * mode decides it: the server closes first only in server-first).  With -n
+ * the run ends after that many connections instead of at -t.
+ *
  * Meant to run in a private network namespace (scripts/bench makes one) with
  * a wide ip_local_port_range, tcp_tw_reuse=1 and a big tcp_max_tw_buckets.
  * Clients spread over -a destination addresses in 127.0.0.0/8 so the
@@ -65,6 +73,10 @@ static int n_clients = 4;
 static int n_servers = 2;
 static int n_addrs = 64;
 static int max_exchanges = 10;
+static long max_conns;		/* -n: stop after this many connections (0: -t only) */
+static _Atomic long conns_started;
+static FILE *logf;		/* -l: the ground-truth log */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct in_addr addrs[MAX_ADDRS];
 static struct counters client_ctr[MAX_THREADS];
@@ -118,6 +130,29 @@ static uint32_t xorshift(uint32_t *s)
 	x ^= x >> 17;
 	x ^= x << 5;
 	return *s = x;
+}
+
+/*
+ * Log a connection (-l): its client 4-tuple and who closes first.  Lines are
+ * built per connection and written under a lock; stdio buffers them.
+ */
+static void log_connection(int fd, const char *first)
+{
+	struct sockaddr_in l, r;
+	socklen_t ll = sizeof(l), rl = sizeof(r);
+	char la[INET_ADDRSTRLEN], ra[INET_ADDRSTRLEN];
+
+	if (!logf)
+		return;
+	if (getsockname(fd, (struct sockaddr *)&l, &ll) || getpeername(fd, (struct sockaddr *)&r, &rl)) {
+		note_error("getsockname", errno);
+		return;
+	}
+	inet_ntop(AF_INET, &l.sin_addr, la, sizeof(la));
+	inet_ntop(AF_INET, &r.sin_addr, ra, sizeof(ra));
+	pthread_mutex_lock(&log_lock);
+	fprintf(logf, "%s %u %s %u %s\n", la, ntohs(l.sin_port), ra, ntohs(r.sin_port), first);
+	pthread_mutex_unlock(&log_lock);
 }
 
 /* ---------------------------------------------------------------- server */
@@ -304,6 +339,8 @@ static int one_connection(const struct in_addr *dst, uint32_t *rng)
 	what = "connect";
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
 		goto fail;
+	/* connected: a connection both sides will close, whatever happens next */
+	log_connection(fd, mode == M_SERVER_FIRST ? "server" : "client");
 	for (int i = 0; i < nx; i++) {
 		what = "client write";
 		if (write(fd, req, REQ_LEN) != REQ_LEN)
@@ -363,7 +400,11 @@ static void *client_main(void *arg)
 	if (!rng)
 		rng = 1;
 	while (!past_deadline()) {
-		int r = one_connection(&addrs[a++ % (unsigned int)n_addrs], &rng);
+		int r;
+
+		if (max_conns && atomic_fetch_add(&conns_started, 1) >= max_conns)
+			break;
+		r = one_connection(&addrs[a++ % (unsigned int)n_addrs], &rng);
 
 		if (r < 0) {
 			atomic_fetch_add_explicit(&ctr->errors, 1, memory_order_relaxed);
@@ -383,7 +424,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: churn [-t SECONDS] [-m client-first|server-first|rst|keepalive]\n"
 		"             [-p PORT] [-c CLIENT_THREADS] [-s SERVER_THREADS]\n"
-		"             [-a DEST_ADDRS] [-k MAX_EXCHANGES]\n"
+		"             [-a DEST_ADDRS] [-k MAX_EXCHANGES] [-n CONNECTIONS] [-l LOG]\n"
 		"Loopback TCP connection churn; prints one JSON line.  Run it in a\n"
 		"private network namespace (see scripts/bench).\n"
 		"  -t  duration in seconds (default 10)\n"
@@ -391,7 +432,9 @@ static void usage(FILE *f)
 		"  -p  server port, below 32768 (default 900)\n"
 		"  -c  client threads (default 4), -s server threads (default 2)\n"
 		"  -a  destination addresses 127.0.0.1.. to spread over (default 64)\n"
-		"  -k  keepalive: up to this many exchanges per connection (default 10)\n");
+		"  -k  keepalive: up to this many exchanges per connection (default 10)\n"
+		"  -n  stop after this many connections (-t still bounds the run)\n"
+		"  -l  log every connection's 4-tuple and who closes first to this file\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -437,7 +480,7 @@ int main(int argc, char **argv)
 	int opt, stuck = 0;
 	char *end;
 
-	while ((opt = getopt(argc, argv, "t:m:p:c:s:a:k:h")) != -1) {
+	while ((opt = getopt(argc, argv, "t:m:p:c:s:a:k:n:l:h")) != -1) {
 		switch (opt) {
 		case 't':
 			errno = 0;
@@ -488,6 +531,23 @@ int main(int argc, char **argv)
 		case 'k':
 			if (parse_int(optarg, 2, 1000, &max_exchanges)) {
 				fprintf(stderr, "churn: -k wants 2..1000\n");
+				return 2;
+			}
+			break;
+		case 'n': {
+			int n;
+
+			if (parse_int(optarg, 1, 100000000, &n)) {
+				fprintf(stderr, "churn: -n wants 1..100000000\n");
+				return 2;
+			}
+			max_conns = n;
+			break;
+		}
+		case 'l':
+			logf = fopen(optarg, "we");
+			if (!logf) {
+				fprintf(stderr, "churn: %s: %s\n", optarg, strerror(errno));
 				return 2;
 			}
 			break;
@@ -544,6 +604,8 @@ int main(int argc, char **argv)
 		int ok = fd >= 0 && !connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 		struct timespec ms = { 0, 10000000 };
 
+		if (ok)
+			log_connection(fd, "client"); /* the server reads EOF, then closes */
 		if (fd >= 0)
 			close(fd);
 		if (ok)
@@ -599,6 +661,10 @@ int main(int argc, char **argv)
 		fputs("null", stdout);
 	puts("}");
 	fflush(stdout);
+	if (logf && fclose(logf)) {
+		fprintf(stderr, "churn: writing the log: %s\n", strerror(errno));
+		_exit(1);
+	}
 	if (stuck)
 		_exit(1);
 
