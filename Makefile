@@ -39,7 +39,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all clean install test vmtest check unit vmlinux deps check-deps
+.PHONY: all clean install test vmtest check stress unit vmlinux deps check-deps
 
 all: $(OUTPUT)/closetrace
 
@@ -112,6 +112,12 @@ VMTEST_JSON ?=
 vmtest: $(TEST_BINS)
 	$(Q)python3 scripts/vmtest --build $(OUTPUT) $(if $(KERNELS),--kernels $(KERNELS)) \
 		$(if $(VMTEST_JSON),--json-out $(VMTEST_JSON))
+
+# every connection accounted for under load, against the load generators' own
+# log (scripts/stress): 160k connections, all TIME_WAIT at once, three modes
+stress: $(OUTPUT)/closetrace $(OUTPUT)/churn
+	$(Q)python3 scripts/stress --build $(OUTPUT) --connections 160000 \
+		--mode json --mode record --mode summary
 
 # the whole suite: make test, then make vmtest, one closing line for both
 check: $(TEST_BINS)

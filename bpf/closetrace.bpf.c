@@ -210,6 +210,23 @@ struct {
 	__type(value, __u64[2]);
 } tw_collided SEC(".maps");
 
+/*
+ * The last timewait socket that found tws full on this CPU, for the CLOSE
+ * of its full socket that follows (tcp_time_wait() -> tcp_done()): that
+ * close made a TIME_WAIT whose end will not be reported.
+ */
+struct tw_unkept {
+	__u64 cookie;
+	struct ct_tuple t;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tw_unkept);
+} tw_unkept SEC(".maps");
+
 /* --summary aggregates (bpf/summary_account.h) */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -870,7 +887,11 @@ static __always_inline struct ct_sock *first_seen(struct sock *sk, int old, int 
 			owner_from_inode(sk, &zero, direct);
 	}
 	si = sock_state_new(sk, &zero, slots);
-	if (!si)
+	/*
+	 * Counted where a close goes unreported: once per connection, not at
+	 * every event of a socket that found the table full.
+	 */
+	if (!si && new == S_CLOSE && old != S_SYN_SENT && old != S_SYN_RECV)
 		stat_inc(CT_STAT_SOCKS_FULL);
 	return si;
 }
@@ -898,7 +919,6 @@ static __noinline struct ct_sock *settle_passive(struct sock *sk, struct ct_sock
 	si->conn_id = bpf_get_socket_cookie(sk);
 	moved = sock_state_new(sk, si, 1);
 	if (!moved) {
-		stat_inc(CT_STAT_SOCKS_FULL);
 		si->conn_id = 0;
 		return si; /* stays where it is */
 	}
@@ -938,6 +958,21 @@ static __always_inline struct tw_info *tw_born(struct ct_sock *si, struct ct_tup
 	}
 	ti = bpf_map_lookup_elem(&tws, key);
 	return ti && !ti->claimed ? ti : NULL;
+}
+
+/* Did this socket's timewait socket find tws full (tw_unkept)? */
+static __always_inline int tw_was_unkept(struct ct_sock *si, const struct ct_tuple *t, int direct)
+{
+	__u32 zero = 0;
+	struct tw_unkept *u = bpf_map_lookup_elem(&tw_unkept, &zero);
+
+	if (!u)
+		return 0;
+	if (direct && use_cookies ? u->cookie != si->conn_id : !tuple_eq(&u->t, t))
+		return 0;
+	u->cookie = 0;
+	__builtin_memset(&u->t, 0, sizeof(u->t));
+	return 1;
 }
 
 static __always_inline int handle_set_state(struct sock *sk, int old, int new, int direct, int slots)
@@ -1074,6 +1109,14 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 				ti->claimed = 1;
 				__builtin_memcpy(ti->comm, si->comm, CT_COMM_LEN);
 			}
+			if (emit_states)
+				emit_state(si, &t, old, CT_TCP_TIMEWAIT);
+			finish(si, &t, sk);
+			return 0;
+		}
+		if ((old == S_FIN_WAIT2 || old == S_CLOSING) && tw_was_unkept(si, &t, direct)) {
+			si->flags |= CT_F_TIMEWAIT | CT_F_TW_UNTRACKED;
+			stat_inc(CT_STAT_TW_FULL);
 			if (emit_states)
 				emit_state(si, &t, old, CT_TCP_TIMEWAIT);
 			finish(si, &t, sk);
@@ -1413,7 +1456,13 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 			goto born;
 		key = (__u64)tw;
 		if (bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
-			stat_inc(CT_STAT_TW_FULL);
+			/* counted at its full socket's CLOSE (tw_was_unkept()) */
+			struct tw_unkept *u = bpf_map_lookup_elem(&tw_unkept, &zero_idx);
+
+			if (u) {
+				u->cookie = cookie;
+				read_tuple(&tw->__tw_common, &u->t, 0);
+			}
 			return 0;
 		}
 		__sync_fetch_and_add(&tw_by_address, 1);

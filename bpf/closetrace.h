@@ -108,12 +108,14 @@ enum ct_tw_end {
 #define CT_F_PASSIVE	   (1u << 13) /* accepted from a listener: the remote end is a client */
 /* timewait: the FIN_WAIT2 / TIME_WAIT split is from jiffies (within 1/HZ), see emit_tw_end() */
 #define CT_F_TW_SPLIT_ESTIMATED (1u << 20)
+/* close: the kernel made a timewait socket, but the tws map was full: its end is not reported */
+#define CT_F_TW_UNTRACKED (1u << 21)
 
 /* counters in the stats array (a global in the BPF object) */
 enum ct_stat {
 	CT_STAT_LOST = 0,     /* ring buffer full: record dropped */
-	CT_STAT_SOCKS_FULL,   /* per-socket map full: connection not tracked */
-	CT_STAT_TW_FULL,      /* timewait map full: TIME_WAIT not tracked */
+	CT_STAT_SOCKS_FULL,   /* per-socket map full: a connection's close not reported */
+	CT_STAT_TW_FULL,      /* timewait map full: a TIME_WAIT's end not reported */
 	CT_STAT__MAX,
 };
 

@@ -1456,6 +1456,42 @@ def t_bench_smoke():
         run(["rm", "-rf", d], check_rc=False)
 
 
+def stress(*args, timeout=600):
+    """scripts/stress with these arguments: one JSON result per mode."""
+    if not os.path.exists(Ctx.bin("churn")):
+        raise Fail("churn not built (make bench-tools)") if CI else Skip("churn not built")
+    argv = ["python3", os.path.join(ROOT, "scripts/stress"), "--build",
+            os.path.join(ROOT, Ctx.build)] + list(args)
+    p = run(argv, check_rc=False, timeout=timeout)
+    res = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    check(res, "stress printed nothing: %s" % p.stderr[-500:])
+    for r in res:
+        check(r.get("ok"), "stress %s: %s" % (r.get("mode"), "; ".join(r.get("problems", []))))
+    check(p.returncode == 0, "stress exit %d" % p.returncode)
+    return res
+
+
+def t_stress_accounting():
+    # Parallel client-first and server-first churn in a namespace of its own,
+    # every connection logged by the load generators; its namespace deleted
+    # with all its TIME_WAITs alive.  Every record joined to that log: one
+    # close per side, one timewait per TIME_WAIT, nothing extra, nothing lost.
+    n = "4000" if VMTEST else "20000"
+    res = stress("--connections", n, "--mode", "json", "--mode", "record",
+                 timeout=1200 if VMTEST else 300)
+    check(all(r["connections"] >= int(n) for r in res), "connections %s" % res)
+
+
+def t_stress_tables_full():
+    # tables too small for the load: each close whose TIME_WAIT could not be
+    # followed says so, each connection not tracked is counted, once
+    res = stress("--connections", "3000", "--parallel", "2", "--tables-may-fill", "--",
+                 "--max-timewait", "1024", timeout=1200 if VMTEST else 300)
+    r = res[0]
+    check(r["timewait_untracked"] > 0 and r["stats"]["tw_map_full"] == r["timewait_untracked"],
+          "untracked TIME_WAITs %s, tw_map_full %s" % (r["timewait_untracked"], r["stats"]))
+
+
 def t_tw_reuse_check():
     # tcp_tw_reuse 0/1/2 and two delays, loopback and not: every reuse judged
     argv = [os.path.join(ROOT, "scripts/tw-reuse-check"), "--quick",
@@ -1487,7 +1523,7 @@ INTEGRATION = [
     t_methods_basic, t_method_shutdown, t_method_exit_and_kill, t_method_linger_wait,
     t_close_deferred_inherited, t_bind_conflict_timewait, t_bind_conflict_held_port,
     t_why_busy_errors, t_watch_close_wait, t_watch_existing, t_sockdiag_holders,
-    t_sockdiag_bound_only, t_bench_smoke,
+    t_sockdiag_bound_only, t_bench_smoke, t_stress_accounting, t_stress_tables_full,
 ]
 PARALLEL = {t_timewait_expiry}
 

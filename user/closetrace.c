@@ -420,6 +420,28 @@ static int start_recording(struct pipeline *p, const struct ct_options *o, struc
 	return err;
 }
 
+/*
+ * Runs of our programs the kernel skipped: __bpf_trace_run() does not run a
+ * BTF tracepoint program again on a CPU where it is already running (a
+ * softirq firing the same tracepoint inside it), counting recursion_misses
+ * (Linux 5.12+ reports the count; kernels that skip without counting report 0).
+ */
+static uint64_t prog_misses(struct closetrace_bpf *skel)
+{
+	struct bpf_program *prog;
+	uint64_t n = 0;
+
+	bpf_object__for_each_program(prog, skel->obj) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(prog);
+
+		if (fd >= 0 && !bpf_obj_get_info_by_fd(fd, &info, &len))
+			n += info.recursion_misses;
+	}
+	return n;
+}
+
 static void read_stats(struct closetrace_bpf *skel, struct ct_stats *s)
 {
 	const __u64 *st = skel->bss->stats;
@@ -428,6 +450,7 @@ static void read_stats(struct closetrace_bpf *skel, struct ct_stats *s)
 	s->socks_full = st[CT_STAT_SOCKS_FULL];
 	s->tw_full = st[CT_STAT_TW_FULL];
 	s->records = records_received;
+	s->missed = prog_misses(skel);
 }
 
 /* closetrace features: what this kernel offers closetrace, probed as at start */

@@ -551,9 +551,12 @@ static void json_kind_fields(struct line *l, const struct ct_record *r)
 		json_states(l, r);
 		json_method(l, r);
 		put_kbool(l, "timewait", r->flags & CT_F_TIMEWAIT);
-		if (r->flags & CT_F_TIMEWAIT)
+		if (r->flags & CT_F_TIMEWAIT) {
 			put_kstr(l, "timewait_substate",
 				 r->flags & CT_F_TW_FIN_WAIT2 ? "FIN_WAIT2" : "TIME_WAIT");
+			/* false: tws was full, no timewait record will follow */
+			put_kbool(l, "timewait_tracked", !(r->flags & CT_F_TW_UNTRACKED));
+		}
 		put_kbool(l, "rst_sent", r->flags & CT_F_RST_SENT);
 		put_kbool(l, "rst_received", r->flags & CT_F_RST_RECEIVED);
 		put_kbool(l, "preexisting", r->flags & CT_F_PREEXISTING);
@@ -701,6 +704,8 @@ static void table_details(struct line *l, const struct ct_record *r)
 		if (r->flags & CT_F_TIMEWAIT)
 			put_str(l, r->flags & CT_F_TW_FIN_WAIT2 ? " -> TIME_WAIT(orphan FIN_WAIT2)" :
 								   " -> TIME_WAIT");
+		if (r->flags & CT_F_TW_UNTRACKED)
+			put_lit(l, " (untracked: --max-timewait full)");
 		else if (r->flags & CT_F_TW_NOT_CREATED)
 			put_lit(l, " -> no TIME_WAIT (table full)");
 		if (r->app_method) {
@@ -891,12 +896,19 @@ void output_stats(const struct ct_output *o, const struct ct_stats *s)
 {
 	if (o->json)
 		fprintf(o->out,
-			"{\"event\":\"stats\",\"records\":%llu,\"lost\":%llu,\"socks_map_full\":%llu,\"tw_map_full\":%llu}\n",
+			"{\"event\":\"stats\",\"records\":%llu,\"lost\":%llu,\"socks_map_full\":%llu,\"tw_map_full\":%llu,"
+			"\"missed_events\":%llu}\n",
 			(unsigned long long)s->records, (unsigned long long)s->lost,
-			(unsigned long long)s->socks_full, (unsigned long long)s->tw_full);
+			(unsigned long long)s->socks_full, (unsigned long long)s->tw_full,
+			(unsigned long long)s->missed);
 	if (s->lost || s->socks_full || s->tw_full)
 		fprintf(stderr,
 			"closetrace: %llu records lost (ring buffer full), %llu connections and %llu TIME_WAITs untracked (maps full)\n",
 			(unsigned long long)s->lost, (unsigned long long)s->socks_full,
 			(unsigned long long)s->tw_full);
+	if (s->missed)
+		fprintf(stderr,
+			"closetrace: %llu kernel events missed (a tracepoint fired again on the same CPU while "
+			"closetrace's program for it ran; the kernel skips such nested runs): records may be missing\n",
+			(unsigned long long)s->missed);
 }

@@ -15,12 +15,17 @@ struct ct_output {
 	int64_t mono_to_real_ns; /* add to a record's ts_ns for wall-clock time */
 };
 
+/* the tracer's counters at exit; also the stats block of a recording (doc/trace-format.md) */
 struct ct_stats {
 	uint64_t lost;
 	uint64_t socks_full;
 	uint64_t tw_full;
 	uint64_t records;
+	uint64_t missed; /* program runs the kernel skipped (recursion_misses); absent in older files */
 };
+
+/* the stats block of recordings made before missed was added */
+#define CT_STATS_V1_SIZE (4 * sizeof(uint64_t))
 
 const char *state_name(int state);
 const char *initiator_name(int initiator);

@@ -951,9 +951,11 @@ static enum reader_status read_block(struct trace_reader *rd)
 		break;
 	}
 	case CT_BLOCK_STATS:
-		if (raw_len != sizeof(rd->stats) || bh.count)
+		/* older recordings have fewer counters; newer ones may have more */
+		if (raw_len < CT_STATS_V1_SIZE || raw_len % sizeof(uint64_t) || bh.count)
 			return READ_CORRUPT;
-		memcpy(&rd->stats, rd->raw, sizeof(rd->stats));
+		memset(&rd->stats, 0, sizeof(rd->stats));
+		memcpy(&rd->stats, rd->raw, raw_len < sizeof(rd->stats) ? raw_len : sizeof(rd->stats));
 		rd->n = rd->next = 0;
 		break;
 	case CT_BLOCK_ROTATED:
