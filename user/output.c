@@ -51,6 +51,8 @@ static const char *const method_names[CT_M__MAX] = {
 	[CT_M_LINGER_WAIT] = "linger-wait",
 	[CT_M_FIN] = "fin",
 	[CT_M_RST] = "rst",
+	[CT_M_LISTENER_CLOSED] = "listener-closed",
+	[CT_M_ABORT_ON_DATA] = "abort-on-data",
 };
 
 /* the closing states, in the order a table line shows them */
