@@ -980,9 +980,11 @@ static __always_inline int keepalive_reset(const struct ct_sock *si)
  * tcp_v4_do_rcv()/tcp_v6_do_rcv() send an RST with the same socket
  * (LINUX_MIB_TCPABORTONDATA).  The close record waits here, per CPU, for
  * that RST.  Any other TCP event on this CPU first means there was none:
- * then tcp_time_wait() had found no room after all (the table filled up
- * between tcp_time_wait() and our look, or the allocation failed).
- * Returns 1 when sk's RST settled it.
+ * then it was tcp_time_wait() after all, and its timewait socket either
+ * was made but not tracked (tws full) or was not made (the table filled up
+ * between inet_twsk_alloc() and our look, or the allocation failed).  That
+ * is not known, so the record claims neither.  Returns 1 when sk's RST
+ * settled it.
  */
 static __always_inline int rst_wait_settle(struct sock *sk, int sent)
 {
@@ -999,8 +1001,6 @@ static __always_inline int rst_wait_settle(struct sock *sk, int sent)
 	if (rst) {
 		w->si.flags |= CT_F_RST_SENT;
 		w->si.method = CT_M_ABORT_ON_DATA;
-	} else {
-		w->si.flags |= CT_F_TW_NOT_CREATED;
 	}
 	emit_close(&w->si, &w->t);
 	w->sk = 0;
