@@ -67,6 +67,8 @@ __u64 socks_spilled = 0;
 __u64 tw_by_address = 0;
 /* cancels of timewait timers not yet classified (see pending_cancel) */
 __u32 pending_cancels = 0;
+/* close records waiting in rst_wait for the RST of an abort on data */
+__u32 rst_waits = 0;
 
 struct tw_info {
 	__u64 tw;	/* the timewait socket's address */
@@ -190,6 +192,20 @@ struct {
 	__type(key, __u32);
 	__type(value, struct pending_cancel);
 } pending SEC(".maps");
+
+/* an orphan's close, destroyed, waiting for its RST (rst_wait_settle()) */
+struct rst_wait {
+	__u64 sk;
+	struct ct_tuple t;
+	struct ct_sock si;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rst_wait);
+} rst_wait SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -975,6 +991,106 @@ static __always_inline int tw_was_unkept(struct ct_sock *si, const struct ct_tup
 	return 1;
 }
 
+/* close_pending: an orphan's FIN_WAIT2 -> CLOSE that an RST should follow */
+#define CLOSE_PENDING_ABORT 0x80
+
+/* sock_orphan() was called: no process holds the socket any more */
+static __always_inline int sk_dead(struct sock *sk, int direct)
+{
+	unsigned long flags = RD(direct, sk, __sk_common.skc_flags);
+
+	return !!(flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DEAD)));
+}
+
+/*
+ * tcp_keepalive_timer(), out of probes, sends an RST (tcp_send_active_reset())
+ * and then tcp_write_err() sets ETIMEDOUT: the RST made the connection look
+ * reset by this side (handle_reset()), with no close() before it.
+ */
+static __always_inline int keepalive_reset(const struct ct_sock *si)
+{
+	return si->initiator == CT_INIT_LOCAL_RESET && si->method == CT_M_NONE;
+}
+
+/*
+ * tcp_rcv_state_process(), FIN_WAIT1, on an orphan: a segment that acks our
+ * FIN but carries new data (or any, with TCP_LINGER2 < 0) goes FIN_WAIT2 ->
+ * tcp_done() -> CLOSE -> tcp_destroy_sock, and the non-zero return makes
+ * tcp_v4_do_rcv()/tcp_v6_do_rcv() send an RST with the same socket
+ * (LINUX_MIB_TCPABORTONDATA).  The close record waits here, per CPU, for
+ * that RST.  Any other TCP event on this CPU first means there was none:
+ * then it was tcp_time_wait() after all, and its timewait socket either
+ * was made but not tracked (tws full) or was not made (the table filled up
+ * between inet_twsk_alloc() and our look, or the allocation failed).  That
+ * is not known, so the record claims neither.  Returns 1 when sk's RST
+ * settled it.
+ */
+static __always_inline int rst_wait_settle(struct sock *sk, int sent)
+{
+	struct rst_wait *w;
+	__u32 zero = 0;
+	int rst;
+
+	if (!rst_waits)
+		return 0;
+	w = bpf_map_lookup_elem(&rst_wait, &zero);
+	if (!w || !w->sk)
+		return 0;
+	rst = sent && w->sk == (__u64)sk;
+	if (rst) {
+		w->si.flags |= CT_F_RST_SENT;
+		w->si.method = CT_M_ABORT_ON_DATA;
+	}
+	emit_close(&w->si, &w->t);
+	w->sk = 0;
+	__sync_fetch_and_add(&rst_waits, -1);
+	return rst;
+}
+
+/* tcp_destroy_sock of such an orphan: its state moves to rst_wait */
+static __always_inline void rst_wait_begin(struct sock *sk, struct ct_sock *si,
+					   const struct ct_tuple *t)
+{
+	struct rst_wait *w;
+	__u32 zero = 0;
+
+	w = bpf_map_lookup_elem(&rst_wait, &zero);
+	if (!w) {
+		finish(si, t, sk);
+		return;
+	}
+	w->si = *si;
+	w->t = *t;
+	w->sk = (__u64)sk;
+	__sync_fetch_and_add(&rst_waits, 1);
+	sock_state_delete(si, sk);
+}
+
+/*
+ * The method of a close that set CLOSE before its RST: __tcp_close() with
+ * unread data (SK_RST_REASON_TCP_ABORT_ON_CLOSE on 6.10+), or
+ * tcp_disconnect() (SK_RST_REASON_TCP_STATE).  tcp_disconnect() comes from
+ * __tcp_close() for SO_LINGER {1, 0}, or from inet_csk_listen_stop() ->
+ * inet_child_forget() for a child never accept()ed (it has no struct
+ * socket) when its listener closes: the same reason, so SO_LINGER itself
+ * tells them apart.  __tcp_close() checks unread data before SO_LINGER.
+ */
+static __always_inline __u8 close_reset_method(struct sock *sk, int pending, int reason, int direct)
+{
+	__u64 ticks;
+
+	if ((pending == S_ESTABLISHED || pending == S_CLOSE_WAIT) && !RD(direct, sk, sk_socket))
+		return CT_M_LISTENER_CLOSED;
+	/* reason is the constant -1 where enum sk_rst_reason is missing: its relocation is never run */
+	if (reason >= 0 &&
+	    reason == bpf_core_enum_value(enum sk_rst_reason, SK_RST_REASON_TCP_ABORT_ON_CLOSE))
+		return CT_M_UNREAD_RESET;
+	if (sk_linger(sk, &ticks, direct) && !ticks)
+		return CT_M_LINGER_RESET;
+	/* before 6.10 __tcp_close()'s other RST; after, a tcp_disconnect() (connect(AF_UNSPEC)) */
+	return reason < 0 ? CT_M_UNREAD_RESET : CT_M_NONE;
+}
+
 static __always_inline int handle_set_state(struct sock *sk, int old, int new, int direct, int slots)
 {
 	__u64 now;
@@ -983,6 +1099,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 
 	if (RD(direct, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
+	rst_wait_settle(sk, 0);
 	old &= CT_NSTATES - 1;
 	new &= CT_NSTATES - 1;
 
@@ -1083,7 +1200,7 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 		struct tw_info *ti = NULL;
 		__u64 twkey;
 
-		if (si->initiator == CT_INIT_NONE && err == ETIMEDOUT)
+		if (err == ETIMEDOUT && (si->initiator == CT_INIT_NONE || keepalive_reset(si)))
 			si->initiator = CT_INIT_TIMEOUT;
 		if (si->initiator == CT_INIT_NONE && err == ECONNRESET)
 			si->initiator = CT_INIT_REMOTE_RESET;
@@ -1158,10 +1275,19 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 		 * table.  Wait for tcp_send_reset or tcp_destroy_sock to tell.
 		 */
 		if (old == S_ESTABLISHED || old == S_CLOSE_WAIT) {
-			set_owner_current(&si->pid, si->comm);
+			/*
+			 * Without a struct socket, a child never accept()ed,
+			 * reset as its listener closes (close_reset_method()):
+			 * it stays with the listener's owner.
+			 */
+			if (RD(direct, sk, sk_socket) || !si->pid)
+				set_owner_current(&si->pid, si->comm);
 			current_exiting(si, direct);
 		}
 		si->close_pending = old;
+		/* an orphan's, with room for a timewait socket: see rst_wait_settle() */
+		if (old == S_FIN_WAIT2 && sk_dead(sk, direct) && !tw_table_full(sk))
+			si->close_pending |= CLOSE_PENDING_ABORT;
 	}
 	return 0;
 }
@@ -1169,15 +1295,22 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 /* tcp_destroy_sock: the socket is freed; settle a pending close */
 static __always_inline int handle_destroy(struct sock *sk, int direct)
 {
-	struct ct_sock *si = sock_state(sk, direct);
+	struct ct_sock *si;
 	struct ct_tuple t;
 
+	rst_wait_settle(sk, 0);
+	si = sock_state(sk, direct);
 	if (!si)
 		return 0;
 	if (si->close_pending) {
+		read_sk_tuple(sk, &t, direct);
+		if (si->close_pending & CLOSE_PENDING_ABORT) {
+			rst_wait_begin(sk, si, &t);
+			return 0;
+		}
+		/* tcp_time_wait() found the timewait table full */
 		if (si->close_pending == S_FIN_WAIT2 && !(si->flags & CT_F_RST_SENT))
 			si->flags |= CT_F_TW_NOT_CREATED;
-		read_sk_tuple(sk, &t, direct);
 		finish(si, &t, sk);
 		return 0;
 	}
@@ -1196,7 +1329,6 @@ static __always_inline int handle_reset(struct sock *sk, int sent, int reason, i
 	struct ct_sock *si;
 	int state;
 	struct ct_tuple t;
-	__u64 ticks;
 
 	if (!sk)
 		return 0;
@@ -1207,6 +1339,8 @@ static __always_inline int handle_reset(struct sock *sk, int sent, int reason, i
 	state = RD(direct, sk, __sk_common.skc_state);
 	if (state == S_TIME_WAIT || state == S_NEW_SYN_RECV)
 		return 0;
+	if (rst_wait_settle(sk, sent))
+		return 0;
 	si = sock_state(sk, direct);
 	if (!si)
 		return 0;
@@ -1216,14 +1350,8 @@ static __always_inline int handle_reset(struct sock *sk, int sent, int reason, i
 	if (!sent && si->method == CT_M_NONE)
 		si->method = CT_M_RST;
 	if (sent && si->close_pending) {
-		__u8 m;
+		__u8 m = close_reset_method(sk, si->close_pending, reason, direct);
 
-		if (reason >= 0)
-			m = reason == bpf_core_enum_value(enum sk_rst_reason,
-							  SK_RST_REASON_TCP_ABORT_ON_CLOSE) ?
-				    CT_M_UNREAD_RESET : CT_M_LINGER_RESET;
-		else
-			m = sk_linger(sk, &ticks, direct) && !ticks ? CT_M_LINGER_RESET : CT_M_UNREAD_RESET;
 		if (si->close_pending == S_CLOSE_WAIT)
 			si->app_method = m;
 		else if (si->method == CT_M_NONE)
@@ -1239,12 +1367,12 @@ static __always_inline int handle_error_report(const struct sock *sk, int direct
 	struct ct_sock *si = sock_state((struct sock *)sk, direct);
 	int err;
 
-	if (!si || si->initiator != CT_INIT_NONE)
+	if (!si)
 		return 0;
 	err = RD(direct, sk, sk_err);
-	if (err == ETIMEDOUT)
+	if (err == ETIMEDOUT && (si->initiator == CT_INIT_NONE || keepalive_reset(si)))
 		si->initiator = CT_INIT_TIMEOUT;
-	else if (err == ECONNRESET)
+	else if (err == ECONNRESET && si->initiator == CT_INIT_NONE)
 		si->initiator = CT_INIT_REMOTE_RESET;
 	return 0;
 }

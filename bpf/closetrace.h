@@ -48,6 +48,8 @@ enum ct_method {
 	CT_M_LINGER_WAIT,      /* close() with SO_LINGER {1, N}: waited */
 	CT_M_FIN,	       /* remote: the peer's FIN */
 	CT_M_RST,	       /* remote: the peer's RST */
+	CT_M_LISTENER_CLOSED,  /* never accepted; its listener closed: RST (inet_csk_listen_stop()) */
+	CT_M_ABORT_ON_DATA,    /* data came after our close(): the kernel sent an RST (TCPAbortOnData) */
 	CT_M__MAX,
 };
 

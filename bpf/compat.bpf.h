@@ -175,4 +175,28 @@ static __always_inline int timer_expiring(struct timer_list *timer)
 	return 0;
 }
 
+/*
+ * Whether the namespace's timewait table is full, as inet_twsk_alloc()
+ * decides it for tcp_time_wait(): tcp_max_tw_buckets timewait sockets
+ * exist.  Linux 5.17 replaced tcp_death_row.tw_count (atomic_t, the count)
+ * by tw_refcount (refcount_t, the count plus one).
+ */
+struct inet_timewait_death_row___old {
+	atomic_t tw_count;
+} __attribute__((preserve_access_index));
+
+static __always_inline int tw_table_full(struct sock *sk)
+{
+	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	struct inet_timewait_death_row *dr = &net->ipv4.tcp_death_row;
+	int max = BPF_CORE_READ(dr, sysctl_max_tw_buckets);
+	int n;
+
+	if (bpf_core_field_exists(dr->tw_refcount))
+		n = BPF_CORE_READ(dr, tw_refcount.refs.counter) - 1;
+	else
+		n = BPF_CORE_READ((struct inet_timewait_death_row___old *)dr, tw_count.counter);
+	return n >= max;
+}
+
 #endif /* CLOSETRACE_COMPAT_BPF_H */

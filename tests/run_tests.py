@@ -558,6 +558,76 @@ def t_retransmission_timeout():
         tr.stop()
 
 
+
+def t_keepalive_timeout():
+    # keepalive probes unanswered (nft drops server -> client): the kernel
+    # resets the connection and the application gets ETIMEDOUT
+    with Netns("keepalive") as ns, traced(ns) as tr:
+        s = scenario(ns, "keepalive")
+        check(s["client_errno"] == 110, "the client did not time out: %s" % s)  # ETIMEDOUT
+        recs = tr.wait_for(lambda r: len(closes(r)) >= 2, 10, "two close records")
+        c = one(closes(recs, lport=s["client_port"]), "client close")
+        srv = one(closes(recs, rport=s["client_port"]), "server close")
+        check(c["initiator"] == "timeout", "client initiator %s" % c["initiator"])
+        check(c["method"] == "none" and c["rst_sent"] and not c["timewait"], "client: %s" % c)
+        check(c["pid"] == s["client_pid"], "client pid %s" % c["pid"])
+        if s["server_read"] == "reset":
+            check(srv["initiator"] == "remote-reset" and srv["rst_received"], "server: %s" % srv)
+        tr.stop()
+
+
+def t_listener_closed_child_reset():
+    # an established child never accepted: closing its listener (close() or
+    # process exit) resets it through tcp_disconnect(); nobody set SO_LINGER
+    for how in ("listener-closed", "listener-exit"):
+        with Netns(how) as ns, traced(ns) as tr:
+            s = scenario(ns, how)
+            check(s["child_established"] and s["child_gone"] and s["client_read"] == "reset",
+                  "scenario: %s" % s)
+            recs = tr.wait_for(lambda r: len(closes(r)) >= 2, 10, "two close records")
+            srv = one(closes(recs, lport=s["server_port"], rport=s["client_port"]), "child close")
+            c = one(closes(recs, lport=s["client_port"]), "client close")
+            check(srv["initiator"] == "local-reset", "%s: child initiator %s" % (how, srv["initiator"]))
+            check(srv["method"] == "listener-closed", "%s: child method %s" % (how, srv["method"]))
+            check(srv["rst_sent"] and not srv["timewait"], "%s: child %s" % (how, srv))
+            check(srv["pid"] == s["server_pid"], "%s: child pid %s != %s" %
+                  (how, srv["pid"], s["server_pid"]))
+            check(bool(srv.get("exiting")) == (how == "listener-exit"),
+                  "%s: exiting %s" % (how, srv.get("exiting")))
+            check(c["initiator"] == "remote-reset" and c["rst_received"], "%s: client %s" % (how, c))
+            check(not tws(recs), "%s: no TIME_WAIT after a reset: %s" % (how, tws(recs)))
+            tr.stop()
+
+
+def t_abort_on_data():
+    # data reaches the orphaned client after its close(): FIN_WAIT1 ->
+    # FIN_WAIT2 -> CLOSE and an RST (TCPAbortOnData).  That needs the
+    # server's answer to carry the ACK of the client's FIN (delayed ACK);
+    # the scenario says from the namespace's counter whether it did: a few
+    # tries, bounded, for a run where it did.
+    for attempt in range(4):
+        with Netns("abortdata") as ns, traced(ns) as tr:
+            s = scenario(ns, "abort-on-data")
+            if s["abort_on_data"] != 1:
+                tr.stop()
+                continue
+            check(s["tw_overflow"] == 0 and not s["client_tw"], "scenario: %s" % s)
+            recs = tr.wait_for(lambda r: len(closes(r)) >= 2, 10, "two close records")
+            c = one(closes(recs, lport=s["client_port"]), "client close")
+            srv = one(closes(recs, rport=s["client_port"]), "server close")
+            check(c["initiator"] == "local", "client initiator %s" % c["initiator"])
+            check(c["method"] == "abort-on-data", "client method %s" % c["method"])
+            check(c["rst_sent"] and not c["timewait"], "client: %s" % c)
+            check(c["pid"] == s["client_pid"], "client pid %s" % c["pid"])
+            check(not tws(recs, lport=s["client_port"]),
+                  "a timewait record for a connection that never needed one: %s" %
+                  tws(recs, lport=s["client_port"]))
+            if s["server_state"] == "CLOSE":
+                check(srv["rst_received"], "server: %s" % srv)
+            tr.stop()
+            return
+    raise Fail("the client never aborted on data in %d tries: %s" % (attempt + 1, s))
+
 def t_timewait_netns_exit():
     # inet_twsk_purge() at namespace teardown ends TIME_WAITs early; here two
     # of one socket reconnected after its close (two timewait sockets with
@@ -1552,6 +1622,7 @@ INTEGRATION = [
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
     t_timewait_not_created, t_timewait_netns_exit, t_timewait_syn_kill,
     t_timewait_fin_wait2_timeout, t_retransmission_timeout,
+    t_keepalive_timeout, t_listener_closed_child_reset, t_abort_on_data,
     t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
     t_states_mode,
     t_stats_at_exit, t_errors, t_smoke_sigterm, t_kernel_features, t_classic_tracepoints, t_old_kernel,

@@ -51,6 +51,8 @@ static const char *const method_names[CT_M__MAX] = {
 	[CT_M_LINGER_WAIT] = "linger-wait",
 	[CT_M_FIN] = "fin",
 	[CT_M_RST] = "rst",
+	[CT_M_LISTENER_CLOSED] = "listener-closed",
+	[CT_M_ABORT_ON_DATA] = "abort-on-data",
 };
 
 /* the closing states, in the order a table line shows them */
@@ -378,7 +380,8 @@ static inline void put_mem(struct line *l, const char *s, size_t n)
 	l->n += n;
 }
 
-#define put_lit(l, s) put_mem(l, s, sizeof(s) - 1)
+/* s must be a string literal (its size is taken): "" s "" refuses anything else */
+#define put_lit(l, s) put_mem(l, "" s "", sizeof(s) - 1)
 
 static inline void put_str(struct line *l, const char *s)
 {
@@ -731,10 +734,10 @@ static void table_details(struct line *l, const struct ct_record *r)
 		put_lit(l, " ");
 		put_str(l, tw_end_name(r->tw_end));
 		/* "~": the FIN_WAIT2 / TIME_WAIT split is within one jiffy (emit_tw_end()) */
-		put_lit(l, r->flags & CT_F_TW_SPLIT_ESTIMATED ? " TIME_WAIT=~" : " TIME_WAIT=");
+		put_str(l, r->flags & CT_F_TW_SPLIT_ESTIMATED ? " TIME_WAIT=~" : " TIME_WAIT=");
 		put_duration(l, r->tw_ns);
 		if (r->state_ns[TCP_FIN_WAIT2] && (r->flags & CT_F_TW_FIN_WAIT2)) {
-			put_lit(l, r->flags & CT_F_TW_SPLIT_ESTIMATED ? " FIN_WAIT2=~" : " FIN_WAIT2=");
+			put_str(l, r->flags & CT_F_TW_SPLIT_ESTIMATED ? " FIN_WAIT2=~" : " FIN_WAIT2=");
 			put_duration(l, r->state_ns[TCP_FIN_WAIT2]);
 		}
 		if (r->tw_end == CT_TW_REUSED) {

@@ -3071,6 +3071,273 @@ static void scen_reconnect(void)
 	jend();
 }
 
+/* ---- listener-closed, listener-exit, abort-on-data, keepalive ---- */
+
+/*
+ * A TcpExt counter of this namespace (/proc/net/netstat: a line of names,
+ * then a line of values), -1 if missing.
+ */
+static long long netstat_get(const char *name)
+{
+	char names[8192], vals[8192], *sn, *sv, *n, *v;
+	long long res = -1;
+	FILE *f = fopen("/proc/net/netstat", "r");
+
+	if (!f)
+		die("/proc/net/netstat: %s", strerror(errno));
+	while (fgets(names, sizeof(names), f) && fgets(vals, sizeof(vals), f)) {
+		if (strncmp(names, "TcpExt:", 7))
+			continue;
+		n = strtok_r(names + 7, " \n", &sn);
+		v = strtok_r(vals + 7, " \n", &sv);
+		for (; n && v; n = strtok_r(NULL, " \n", &sn), v = strtok_r(NULL, " \n", &sv))
+			if (!strcmp(n, name))
+				res = strtoll(v, NULL, 10);
+	}
+	fclose(f);
+	return res;
+}
+
+/* listener-closed / listener-exit: the server never accepts */
+static void lc_server(const void *arg)
+{
+	int by_exit = *(const int *)arg;
+	long long t;
+	int lfd;
+
+	lfd = mk_listener(g_port);
+	rep("ready", "%d", sock_port(lfd, 0));
+	cmd_wait("close", STEP_MS);
+	t = now_ns();
+	if (by_exit) {
+		rep("listener_close_ns", "%lld", t);
+		_exit(0); /* do_exit() closes the listener */
+	}
+	close(lfd);
+	rep("listener_close_ns", "%lld", t);
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+}
+
+static void lc_client(const void *arg)
+{
+	long long t, t2;
+	int fd, r;
+
+	(void)arg;
+	fd = do_connect(0, &t, &t2);
+	rep("client_port", "%d", sock_port(fd, 0));
+	write_all(fd, hello, sizeof(hello) - 1);
+	r = read_to_eof(fd, STEP_MS);
+	rep("client_read", "%s", r == 0 ? "eof" : r == ECONNRESET ? "reset" : strerror(r));
+	cmd_wait("close", STEP_MS);
+	close(fd);
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+}
+
+static void scen_listener_closed_how(int by_exit)
+{
+	struct chan *srv, *cli;
+	long long tclose;
+	int sport, cport, est, gone, st;
+	pid_t spid, cpid;
+	char *cread;
+
+	srv = spawn("server", lc_server, &by_exit);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", lc_client, NULL);
+	cpid = cli->pid;
+	cport = (int)kv_ll(cli, "client_port", STEP_MS);
+	/* the child sits established in the accept queue, never accepted */
+	est = diag_wait(sport, cport, ST_ESTABLISHED, 2000, NULL);
+	if (by_exit)
+		srv->exit_sent = 1; /* its end of the pipe closing is expected now */
+	cmd_send(srv, "close");
+	tclose = kv_ll(srv, "listener_close_ns", STEP_MS);
+	if (by_exit) {
+		st = wait_pid(spid, 5000, "server");
+		srv->pid = -1;
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			die("server failed (status 0x%x)", st);
+	}
+	cread = kv_get(cli, "client_read", STEP_MS);
+	gone = diag_wait(sport, cport, 0, 2000, NULL);
+	cmd_send(cli, "close");
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, spid, cport, sport);
+	jstr("listener_closed_by", by_exit ? "exit" : "close");
+	jll("listener_close_ns", tclose);
+	jbool("child_established", est);
+	jstr("client_read", cread);
+	jbool("child_gone", gone);
+	jend();
+	free(cread);
+}
+
+static void scen_listener_closed(void) { scen_listener_closed_how(0); }
+static void scen_listener_exit(void) { scen_listener_closed_how(1); }
+
+/*
+ * abort-on-data: the client closes; the server reads EOF and answers at
+ * once.  After the peer's FIN the server's ACK is delayed (pingpong mode),
+ * so its answer acks the client's FIN and carries data: the orphaned client
+ * socket aborts (FIN_WAIT1 -> FIN_WAIT2 -> CLOSE, TCPAbortOnData) and the
+ * kernel sends an RST.  abort_on_data is that counter's increase in this
+ * namespace (0: the ACK went out alone first and the answer met a
+ * timewait socket instead).
+ */
+static void ad_server(const void *arg)
+{
+	static const char answer[] = "answer";
+	long long t;
+	int lfd, fd, r;
+
+	(void)arg;
+	lfd = mk_listener(g_port);
+	rep("ready", "%d", sock_port(lfd, 0));
+	fd = do_accept(lfd, STEP_MS);
+	rep("accepted", "%d", sock_port(fd, 1));
+	read_exact(fd, sizeof(hello) - 1, 5000);
+	rep("srv_data", "%d", (int)sizeof(hello) - 1);
+	r = read_to_eof(fd, STEP_MS);
+	if (r)
+		die("server expected EOF, got %s", strerror(r));
+	write_all(fd, answer, sizeof(answer) - 1);
+	t = now_ns();
+	rep("server_sent_ns", "%lld", t);
+	/* the client's RST moves this socket to CLOSE */
+	for (int i = 0; i < 400 && tcp_state_of(fd) != ST_CLOSE; i++)
+		sleep_ms(5);
+	rep("server_state", "%d", tcp_state_of(fd));
+	close(fd);
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+	close(lfd);
+}
+
+static void scen_abort_on_data(void)
+{
+	struct role_cfg cc = mkcfg(M_CF, 1);
+	struct chan *srv, *cli;
+	long long cclose, tsent, aod0, ovf0, aod, ovf;
+	int sport, cport, tw, sstate;
+	pid_t spid, cpid;
+
+	aod0 = netstat_get("TCPAbortOnData");
+	ovf0 = netstat_get("TCPTimeWaitOverflow");
+	srv = spawn("server", ad_server, NULL);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", client_main, &cc);
+	cpid = cli->pid;
+	cport = (int)kv_ll(cli, "client_port", STEP_MS);
+	kv_ll(srv, "accepted", STEP_MS);
+	kv_ll(srv, "srv_data", STEP_MS);
+	cmd_send(cli, "close");
+	cclose = kv_ll(cli, "client_close_ns", STEP_MS);
+	tsent = kv_ll(srv, "server_sent_ns", STEP_MS);
+	sstate = (int)kv_ll(srv, "server_state", STEP_MS);
+	tw = diag_wait(cport, sport, ST_TIME_WAIT, 200, NULL);
+	aod = netstat_get("TCPAbortOnData") - aod0;
+	ovf = netstat_get("TCPTimeWaitOverflow") - ovf0;
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, spid, cport, sport);
+	jll("client_close_ns", cclose);
+	jll("server_sent_ns", tsent);
+	jstate("server_state", sstate);
+	jll("abort_on_data", aod);
+	jll("tw_overflow", ovf);
+	jbool("client_tw", tw);
+	jend();
+}
+
+/*
+ * keepalive: the client sets SO_KEEPALIVE with TCP_KEEPIDLE 1 s,
+ * TCP_KEEPINTVL 1 s, TCP_KEEPCNT 2; an nft rule then drops everything from
+ * the server to the client, so no probe is answered and the client's read
+ * fails with ETIMEDOUT (tcp_keepalive_timer() resets the connection).
+ */
+static void ka_server(const void *arg)
+{
+	int lfd, fd, r;
+
+	(void)arg;
+	lfd = mk_listener(g_port);
+	rep("ready", "%d", sock_port(lfd, 0));
+	fd = do_accept(lfd, STEP_MS);
+	rep("accepted", "%d", sock_port(fd, 1));
+	read_exact(fd, sizeof(hello) - 1, 5000);
+	rep("srv_data", "%d", (int)sizeof(hello) - 1);
+	r = read_to_eof(fd, STEP_MS);
+	rep("server_read", "%s", r == 0 ? "eof" : r == ECONNRESET ? "reset" : strerror(r));
+	close(fd);
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+	close(lfd);
+}
+
+static void ka_client(const void *arg)
+{
+	int one = 1, idle = 1, intvl = 1, cnt = 2, fd, r;
+	long long t, t2;
+
+	(void)arg;
+	fd = do_connect(0, &t, &t2);
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)))
+		die("keepalive options: %s", strerror(errno));
+	rep("client_port", "%d", sock_port(fd, 0));
+	write_all(fd, hello, sizeof(hello) - 1);
+	cmd_wait("wait", STEP_MS);
+	r = read_to_eof(fd, STEP_MS);
+	t = now_ns();
+	rep("client_errno", "%d", r);
+	rep("client_error_ns", "%lld", t);
+	close(fd);
+	cmd_wait("exit", (int)(g_alarm + 5) * 1000);
+}
+
+static void scen_keepalive(void)
+{
+	struct chan *srv, *cli;
+	long long terr;
+	int sport, cport, cerr;
+	pid_t spid, cpid;
+	char *sread;
+
+	srv = spawn("server", ka_server, NULL);
+	spid = srv->pid;
+	sport = (int)kv_ll(srv, "ready", STEP_MS);
+	cli = spawn("client", ka_client, NULL);
+	cpid = cli->pid;
+	cport = (int)kv_ll(cli, "client_port", STEP_MS);
+	kv_ll(srv, "accepted", STEP_MS);
+	kv_ll(srv, "srv_data", STEP_MS);
+	snprintf(g_nft_table, sizeof(g_nft_table), "ctscen_keepalive");
+	sleep_ms(50); /* let the ACK of the data go out first */
+	nft_setup_drop(sport, cport);
+	cmd_send(cli, "wait");
+	cerr = (int)kv_ll(cli, "client_errno", STEP_MS);
+	terr = kv_ll(cli, "client_error_ns", STEP_MS);
+	sread = kv_get(srv, "server_read", STEP_MS);
+	if (nft_delete_table(0))
+		die("nft delete table failed");
+	g_nft_active = 0;
+	finish_children();
+
+	jbegin();
+	jcommon(cpid, spid, cport, sport);
+	jll("client_errno", cerr);
+	jll("client_error_ns", terr);
+	jstr("server_read", sread);
+	jend();
+	free(sread);
+}
+
 static void run_hold(void) { scen_basic(M_CW, 1); }
 
 static const struct scenario {
@@ -3099,6 +3366,10 @@ static const struct scenario {
 	{ "held-port", scen_held_port },
 	{ "close-wait-leak", scen_close_wait_leak },
 	{ "reconnect", scen_reconnect },
+	{ "listener-closed", scen_listener_closed },
+	{ "listener-exit", scen_listener_exit },
+	{ "abort-on-data", scen_abort_on_data },
+	{ "keepalive", scen_keepalive },
 };
 
 static void usage(FILE *f)
@@ -3116,6 +3387,7 @@ static void usage(FILE *f)
 		"           close-wait tw-reuse tw-rst tw-expire two-closes hold\n"
 		"           reuse-churn shutdown killed exit linger-wait inherit\n"
 		"           restart held-port close-wait-leak reconnect\n"
+		"           listener-closed listener-exit abort-on-data keepalive\n"
 		"internal:  inherit-child --hold-ms M [--report-fd N]\n");
 }
 

@@ -584,6 +584,12 @@ static void test_names(void)
 	CHECK_STR(initiator_name(CT_INIT_SIMULTANEOUS), "simultaneous");
 	CHECK_STR(tw_end_name(CT_TW_FIN_WAIT2_TIMEOUT), "fin-wait2-timeout");
 	CHECK_STR(tw_end_name(CT_TW__MAX), "?");
+	/* every method has a name (the summary prints them all) */
+	for (int i = 0; i < CT_M__MAX; i++)
+		CHECK(strcmp(method_name(i), "?") != 0);
+	CHECK_STR(method_name(CT_M_LISTENER_CLOSED), "listener-closed");
+	CHECK_STR(method_name(CT_M_ABORT_ON_DATA), "abort-on-data");
+	CHECK_STR(method_name(CT_M__MAX), "?");
 }
 
 static void test_stats_json(void)
