@@ -2015,4 +2015,26 @@ int handle_timer_cancel_tp(struct trace_event_raw_timer_class *ctx)
 	return handle_timer_cancel(timer, (__u64)BPF_CORE_READ(timer, function), 0, 0);
 }
 
+/*
+ * Never attached: the loader runs it once on every CPU at exit
+ * (BPF_PROG_TEST_RUN), after detaching the others, to settle what waits per
+ * CPU for an event that will not come any more: a close waiting for an
+ * abort's RST (rst_wait_settle()) and a timewait cancel waiting for the
+ * next timer event (settle_pending(): a cancel still pending is a kill).
+ */
+SEC("raw_tp")
+int flush_waiting(void *ctx)
+{
+	struct pending_cancel *p;
+	__u32 zero = 0;
+
+	rst_wait_settle(NULL, 0);
+	if (!pending_cancels)
+		return 0;
+	p = bpf_map_lookup_elem(&pending, &zero);
+	if (p && p->tw)
+		settle_kill(p, CT_TW_RESET);
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

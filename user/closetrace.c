@@ -421,6 +421,24 @@ static int start_recording(struct pipeline *p, const struct ct_options *o, struc
 }
 
 /*
+ * At exit, with the programs detached: settle, on every CPU, the records
+ * that wait there for an event that will not come any more (flush_waiting
+ * in the BPF object).  CPUs that are offline refuse the run; they hold none.
+ */
+static void flush_waiting(struct closetrace_bpf *skel)
+{
+	int fd = bpf_program__fd(skel->progs.flush_waiting), n = libbpf_num_possible_cpus();
+
+	for (int cpu = 0; fd >= 0 && cpu < n; cpu++) {
+		LIBBPF_OPTS(bpf_test_run_opts, run, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = cpu);
+
+		if (bpf_prog_test_run_opts(fd, &run) && verbose)
+			fprintf(stderr, "closetrace: settling CPU %d's waiting records: %s\n", cpu,
+				strerror(errno));
+	}
+}
+
+/*
  * Runs of our programs the kernel skipped: __bpf_trace_run() does not run a
  * BTF tracepoint program again on a CPU where it is already running (a
  * softirq firing the same tracepoint inside it), counting recursion_misses
@@ -724,6 +742,8 @@ int main(int argc, char **argv)
 	}
 	if (err)
 		goto cleanup;
+	closetrace_bpf__detach(skel);
+	flush_waiting(skel);
 	ring_buffer__consume(rb);
 
 	read_stats(skel, &stats);
