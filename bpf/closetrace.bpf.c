@@ -85,6 +85,14 @@ struct tw_info {
 	char comm[CT_COMM_LEN];
 };
 
+/* what a timewait record says of its timewait socket, read while it is alive */
+struct tw_facts {
+	__u64 expires;	   /* tw_timer.expires, jiffies */
+	__u32 bound_dev_if;
+	__u8 substate;
+	__u8 pad[3];
+};
+
 /* a timewait timer cancel whose cause is not known yet */
 struct pending_cancel {
 	__u64 tw;
@@ -92,6 +100,7 @@ struct pending_cancel {
 	__u64 ts;  /* when: the end of the TIME_WAIT if it was a kill */
 	__u8 due;  /* past its expiry: probably expire_timers() (see settle_pending) */
 	__u8 pad[7];
+	struct tw_facts f; /* a killed timewait socket is freed before it is settled */
 	struct ct_tuple t;
 };
 
@@ -1404,7 +1413,14 @@ static __always_inline void reuse_facts(struct ct_record *r, struct sock *reuser
 		r->flags |= CT_F_REUSE_BOUND;
 }
 
-static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw_info *ti, __u64 key,
+static __always_inline void tw_facts_read(struct inet_timewait_sock *tw, struct tw_facts *f)
+{
+	f->expires = BPF_CORE_READ(tw, tw_timer.expires);
+	f->bound_dev_if = BPF_CORE_READ(tw, __tw_common.skc_bound_dev_if);
+	f->substate = BPF_CORE_READ(tw, tw_substate);
+}
+
+static __always_inline void emit_tw_end(const struct tw_facts *f, struct tw_info *ti, __u64 key,
 					const struct ct_tuple *t, __u8 end, struct sock *reuser,
 					__u64 now)
 {
@@ -1414,7 +1430,7 @@ static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw
 
 	if (!wanted(ti->pid, t))
 		goto out;
-	substate = BPF_CORE_READ(tw, tw_substate);
+	substate = f->substate;
 	if (ti->flags & CT_F_TW_FIN_WAIT2) {
 		/*
 		 * Began as an orphaned FIN_WAIT2 (tcp_time_wait(sk,
@@ -1431,8 +1447,7 @@ static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw
 		if (ti->fin_ns) {
 			begin = ti->fin_ns;
 		} else if (substate == S_TIME_WAIT) {
-			__u64 expires = BPF_CORE_READ(tw, tw_timer.expires);
-			__u64 jbegin = expires - TCP_TIMEWAIT_LEN_S * (__u64)hz;
+			__u64 jbegin = f->expires - TCP_TIMEWAIT_LEN_S * (__u64)hz;
 
 			if (jbegin > ti->start_j && hz)
 				begin += (jbegin - ti->start_j) * (1000000000ULL / hz);
@@ -1461,7 +1476,7 @@ static __always_inline void emit_tw_end(struct inet_timewait_sock *tw, struct tw
 		r->visited |= 1 << S_FIN_WAIT2;
 	if (substate == S_FIN_WAIT2)
 		r->flags |= CT_F_END_FIN_WAIT2;
-	r->bound_dev_if = BPF_CORE_READ(tw, __tw_common.skc_bound_dev_if);
+	r->bound_dev_if = f->bound_dev_if;
 	__builtin_memcpy(r->comm, ti->comm, CT_COMM_LEN);
 	if (reuser)
 		reuse_facts(r, reuser);
@@ -1476,7 +1491,7 @@ static __always_inline void settle_kill(struct pending_cancel *p, __u8 end)
 	struct tw_info *ti = bpf_map_lookup_elem(&tws, &p->key);
 
 	if (ti && ti->tw == p->tw)
-		emit_tw_end((void *)p->tw, ti, p->key, &p->t, end, NULL, p->ts);
+		emit_tw_end(&p->f, ti, p->key, &p->t, end, NULL, p->ts);
 	p->tw = 0;
 	__sync_fetch_and_add(&pending_cancels, -1);
 }
@@ -1611,6 +1626,7 @@ born:
 static __always_inline int handle_timer_expire(struct timer_list *timer, __u64 fn)
 {
 	struct inet_timewait_sock *tw;
+	struct tw_facts f;
 	struct tw_info *ti;
 	struct ct_tuple t;
 	__u64 key;
@@ -1624,9 +1640,10 @@ static __always_inline int handle_timer_expire(struct timer_list *timer, __u64 f
 		return 0;
 	read_tuple(&tw->__tw_common, &t, 0);
 	/* tw_timer_handler(): a substate still FIN_WAIT2 means no FIN came */
-	emit_tw_end(tw, ti, key, &t,
-		    BPF_CORE_READ(tw, tw_substate) == S_FIN_WAIT2 ? CT_TW_FIN_WAIT2_TIMEOUT :
-								    CT_TW_EXPIRED, NULL, bpf_ktime_get_ns());
+	tw_facts_read(tw, &f);
+	emit_tw_end(&f, ti, key, &t,
+		    f.substate == S_FIN_WAIT2 ? CT_TW_FIN_WAIT2_TIMEOUT : CT_TW_EXPIRED, NULL,
+		    bpf_ktime_get_ns());
 	return 0;
 }
 
@@ -1635,6 +1652,7 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 {
 	struct inet_timewait_sock *tw;
 	struct pending_cancel *p;
+	struct tw_facts f;
 	struct tw_info *ti;
 	struct ct_tuple t;
 	struct sock *sk;
@@ -1653,7 +1671,8 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 
 	/* cleanup_net() -> inet_twsk_purge(): the namespace is going away */
 	if (netns_dying(BPF_CORE_READ(tw, __tw_common.skc_net.net))) {
-		emit_tw_end(tw, ti, key, &t, CT_TW_NETNS_EXIT, NULL, bpf_ktime_get_ns());
+		tw_facts_read(tw, &f);
+		emit_tw_end(&f, ti, key, &t, CT_TW_NETNS_EXIT, NULL, bpf_ktime_get_ns());
 		return 0;
 	}
 	/*
@@ -1667,7 +1686,8 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 
 		read_sk_tuple(sk, &ct, 0);
 		if (BPF_CORE_READ(sk, __sk_common.skc_state) == S_SYN_SENT && tuple_eq(&ct, &t)) {
-			emit_tw_end(tw, ti, key, &t, CT_TW_REUSED, sk, bpf_ktime_get_ns());
+			tw_facts_read(tw, &f);
+			emit_tw_end(&f, ti, key, &t, CT_TW_REUSED, sk, bpf_ktime_get_ns());
 			return 0;
 		}
 	}
@@ -1685,6 +1705,7 @@ static __always_inline int handle_timer_cancel(struct timer_list *timer, __u64 f
 	p->key = key;
 	p->ts = bpf_ktime_get_ns();
 	p->due = due;
+	tw_facts_read(tw, &p->f);
 	p->t = t;
 	__sync_fetch_and_add(&pending_cancels, 1);
 	return 0;
