@@ -106,6 +106,7 @@ enum ct_tw_end {
 #define CT_F_WATCH_CLOSED  (1u << 11) /* watch: the socket finally closed */
 #define CT_F_AGE_AT_LEAST  (1u << 12) /* watch: already in the state when tracing began */
 #define CT_F_PASSIVE	   (1u << 13) /* accepted from a listener: the remote end is a client */
+#define CT_F_ACCEPTED	   (1u << 16) /* accept() returned it: pid/comm are the accepting process */
 
 /* counters in the stats array (a global in the BPF object) */
 enum ct_stat {

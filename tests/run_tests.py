@@ -1393,6 +1393,67 @@ def t_watch_existing():
                 p.kill()
 
 
+def t_prefork_worker_owner():
+    # pre-forked workers accept from their parent's listener, which exists
+    # before tracing starts: each accepted connection belongs to the
+    # worker whose accept() returned it (records, --watch, -p)
+    with Netns("prefork") as ns:
+        leak = 4000
+        wait_file = "/tmp/ct-prefork-go-%d" % os.getpid()
+        if os.path.exists(wait_file):
+            os.unlink(wait_file)
+        p = subprocess.Popen(ns.cmd([Ctx.bin("ctscen"), "prefork", "--leak-ms", str(leak),
+                                     "--wait-file", wait_file]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = json.loads(p.stdout.readline())
+            w1, w2 = first["worker_pids"]
+            with paused(p.pid, w1, w2, first["client_pid"]) as held, \
+                    traced(ns, "--watch", "1") as tr, Tracer(["-p", str(w1)]) as tp:
+                open(wait_file, "w").close()
+                held.resume()
+                out, err = p.communicate(timeout=60)
+                check(p.returncode == 0, "ctscen failed: %s" % err)
+                s = json.loads(out.strip().splitlines()[-1])
+                check(s["reset_worker_read"] == "reset" and s["leak_worker_read"] == "eof"
+                      and s["close_wait_seen"], "scenario %s" % s)
+                sp = s["server_port"]
+                recs = tr.wait_for(lambda r: len(closes(r, lport=sp)) >= 2 and any(
+                    x["event"] == "watch" and x.get("closed") for x in r), 15,
+                    "both workers' closes and the watch report of the leak")
+                rst = one(closes(recs, lport=sp, rport=s["reset_port"]), "reset connection")
+                check(rst["pid"] == s["reset_worker_pid"] and rst["comm"] == s["reset_worker_comm"],
+                      "reset connection owned by %s/%s, worker %s (parent %s)" %
+                      (rst["pid"], rst["comm"], s["reset_worker_pid"], s["parent_pid"]))
+                check(rst["initiator"] == "remote-reset" and rst["accepted"], "reset record %s" % rst)
+                lk = one(closes(recs, lport=sp, rport=s["leak_port"]), "leaked connection")
+                check(lk["pid"] == s["leak_worker_pid"] and lk["comm"] == s["leak_worker_comm"],
+                      "leaked connection owned by %s/%s, worker %s" %
+                      (lk["pid"], lk["comm"], s["leak_worker_pid"]))
+                check(lk["initiator"] == "remote" and "CLOSE_WAIT" in lk["states"], "leak %s" % lk)
+                w = [x for x in recs if x["event"] == "watch" and x["lport"] == sp]
+                crossed = [x for x in w if not x["closed"]]
+                check(len(crossed) == 1 and crossed[0]["rport"] == s["leak_port"] and
+                      crossed[0]["state"] == "CLOSE_WAIT", "watch reports %s" % w)
+                check(crossed[0]["pid"] == s["leak_worker_pid"] and
+                      crossed[0]["comm"] == s["leak_worker_comm"],
+                      "--watch names %s/%s, worker %s" % (crossed[0]["pid"], crossed[0]["comm"],
+                                                          s["leak_worker_pid"]))
+                # -p worker 1: its own connection, not its sibling's
+                precs = tp.wait_for(lambda r: len(closes(r)) >= 1, 10, "-p worker1's close")
+                time.sleep(0.5)
+                precs = tp.parsed()
+                check([c["rport"] for c in closes(precs)] == [s["reset_port"]],
+                      "-p %d: closes %s" % (w1, summarize(closes(precs))))
+                tp.stop()
+                tr.stop()
+        finally:
+            if p.poll() is None:
+                p.kill()
+            if os.path.exists(wait_file):
+                os.unlink(wait_file)
+
+
 # test_sockdiag's checks of a bound-only socket: inet_diag lists those only
 # when asked with TCPF_BOUND_INACTIVE (Linux 6.8); t_sockdiag_bound_only
 SOCKDIAG_BOUND_ONLY = ("bound-only seen (TCPF_BOUND_INACTIVE)", "text: bound verdict",
@@ -1486,7 +1547,8 @@ INTEGRATION = [
     t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions, t_tw_reuse_check,
     t_methods_basic, t_method_shutdown, t_method_exit_and_kill, t_method_linger_wait,
     t_close_deferred_inherited, t_bind_conflict_timewait, t_bind_conflict_held_port,
-    t_why_busy_errors, t_watch_close_wait, t_watch_existing, t_sockdiag_holders,
+    t_why_busy_errors, t_watch_close_wait, t_watch_existing, t_prefork_worker_owner,
+    t_sockdiag_holders,
     t_sockdiag_bound_only, t_bench_smoke,
 ]
 PARALLEL = {t_timewait_expiry}

@@ -122,6 +122,7 @@ static int choose_programs(struct closetrace_bpf *skel, const struct ct_features
 	struct bpf_program *per_syscall[] = {
 		skel->progs.handle_close_enter, skel->progs.handle_bind_exit,
 		skel->progs.handle_listen_exit, skel->progs.handle_connect_exit,
+		skel->progs.handle_accept_exit, skel->progs.handle_accept4_exit,
 	};
 	bool each_syscall;
 	struct {
@@ -249,6 +250,10 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	ro->nr_bind = SYS_bind;
 	ro->nr_listen = SYS_listen;
 	ro->nr_connect = SYS_connect;
+#ifdef SYS_accept /* not on every architecture (accept4 only) */
+	ro->nr_accept = SYS_accept;
+#endif
+	ro->nr_accept4 = SYS_accept4;
 	ro->wakeup_bytes = WAKEUP_BYTES;
 	if (hz)
 		ro->hz = hz;
