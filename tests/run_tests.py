@@ -512,6 +512,152 @@ print(json.dumps({"client_port": port, "errno": err}))
 """
 
 
+# TCP Fast Open children that die in SYN_RECV after carrying data: the
+# client's data rides in its SYN, the server's child is queued for accept()
+# at once, and nftables drops the client's pure ACKs so the child never
+# leaves SYN_RECV; each one then dies a different way
+TFO_SYN_RECV = r"""
+import ctypes, json, os, select, socket, struct, subprocess, sys, time
+PORT, PORT2 = 7020, 7021
+TCP_FASTOPEN, MSG_FASTOPEN, TCP_INFO = 23, 0x20000000, 11
+NFT = (b"table inet ct_tfo {\n chain o {\n  type filter hook output priority 0; policy accept;\n"
+       b"  tcp dport { %d, %d } tcp flags & (fin|syn|rst|psh|ack) == ack drop\n }\n}\n" % (PORT, PORT2))
+libc = ctypes.CDLL(None, use_errno=True)
+LISTENERS = []
+
+
+def listener(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 16)
+    s.bind(("127.0.0.1", port))
+    s.listen(16)
+    LISTENERS.append(s)
+    return s
+
+
+def client(port):
+    # a forked client: data in the SYN; then 'rst' (SO_LINGER {1,0}) or 'exit'
+    cr, cw = os.pipe()
+    rr, rw = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(cw); os.close(rr)
+        for l in LISTENERS:  # the server's alone: its close() stops them
+            l.close()
+        c = socket.socket()
+        c.sendto(b"hello", MSG_FASTOPEN, ("127.0.0.1", port))
+        os.write(rw, b"%d\n" % c.getsockname()[1])
+        cmd = os.read(cr, 16)
+        if cmd.startswith(b"rst"):
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            os.write(rw, b"done\n")
+            os.read(cr, 16)
+        os._exit(0)
+    os.close(cr); os.close(rw)
+    port_ = int(os.read(rr, 64).split()[0])
+    return {"pid": pid, "cmd": cw, "rep": rr, "port": port_}
+
+
+def tell(c, what):
+    os.write(c["cmd"], what)
+
+
+def state(s):
+    return s.getsockopt(socket.IPPROTO_TCP, TCP_INFO, 8)[0]
+
+
+def reap(c):
+    tell(c, b"exit")
+    os.waitpid(c["pid"], 0)
+
+
+out = {"server_pid": os.getpid(), "server_port": PORT}
+srv = listener(PORT)
+# warm-up: the client fetches a Fast Open cookie (no data in this SYN)
+w = socket.socket()
+w.sendto(b"hi", MSG_FASTOPEN, ("127.0.0.1", PORT))
+a, _ = srv.accept(); a.recv(2); w.close(); a.close()
+subprocess.run(["nft", "-f", "-"], check=True, input=NFT)
+try:
+    # 1: accepted and read in SYN_RECV, then reset by the peer
+    c = client(PORT)
+    a, _ = srv.accept()
+    st = state(a)
+    data = a.recv(5)
+    tell(c, b"rst\n"); os.read(c["rep"], 16)
+    try:
+        select.select([a], [], [], 5)
+        a.recv(1); seen = "eof"
+    except ConnectionResetError:
+        seen = "reset"
+    out["peer_reset"] = {"client_port": c["port"], "client_pid": c["pid"], "state_at_accept": st,
+                         "read": data.decode(), "server_saw": seen}
+    a.close(); reap(c)
+    # 2: accepted, not read, close(): unread data, RST
+    c = client(PORT)
+    a, _ = srv.accept()
+    st = state(a)
+    time.sleep(0.05)
+    out["unread_close"] = {"client_port": c["port"], "client_pid": c["pid"], "state_at_close": state(a),
+                           "state_at_accept": st}
+    a.close(); reap(c)
+    # 3: never accepted, its listener closed (inet_csk_listen_stop() -> tcp_disconnect())
+    l2 = listener(PORT2)
+    c = client(PORT2)
+    select.select([l2], [], [], 5)
+    ss = subprocess.run(["ss", "-Htn", "state", "syn-recv", "sport", "= :%d" % PORT2],
+                        stdout=subprocess.PIPE, text=True).stdout
+    out["listener_closed"] = {"client_port": c["port"], "client_pid": c["pid"], "server_port": PORT2,
+                              "syn_recv_children": len(ss.splitlines())}
+    l2.close(); reap(c)
+    # 4: accepted and read, then connect(AF_UNSPEC) (tcp_disconnect())
+    c = client(PORT)
+    a, _ = srv.accept()
+    st = state(a)
+    data = a.recv(5)
+    unspec = ctypes.create_string_buffer(16)
+    rc = libc.connect(a.fileno(), unspec, 16)
+    out["af_unspec"] = {"client_port": c["port"], "client_pid": c["pid"], "state_at_accept": st,
+                        "read": data.decode(), "connect_rc": rc, "state_after": state(a)}
+    a.close(); reap(c)
+finally:
+    subprocess.run(["nft", "delete", "table", "inet", "ct_tfo"])
+print(json.dumps(out))
+"""
+
+
+def t_tfo_syn_recv_deaths():
+    with Netns("tfo", {"net.ipv4.tcp_fastopen": "3"}) as ns, traced(ns) as tr:
+        p = run(ns.cmd(["python3", "-c", TFO_SYN_RECV]), timeout=60)
+        s = json.loads(p.stdout)
+        cases = ("peer_reset", "unread_close", "listener_closed", "af_unspec")
+        for k in ("peer_reset", "unread_close", "af_unspec"):
+            check(s[k]["state_at_accept"] == 3, "%s: accepted in state %s, not SYN_RECV: %s" %
+                  (k, s[k]["state_at_accept"], s))
+        check(s["peer_reset"]["server_saw"] == "reset" and s["unread_close"]["state_at_close"] == 3
+              and s["listener_closed"]["syn_recv_children"] == 1 and
+              s["af_unspec"]["connect_rc"] == 0, "scenario %s" % s)
+        recs = tr.wait_for(lambda r: all(closes(r, rport=s[k]["client_port"]) for k in cases), 10,
+                           "a close record for each Fast Open child")
+        want = {"peer_reset": ("remote-reset", "rst"), "unread_close": ("local-reset", "unread-data-reset"),
+                "listener_closed": ("local-reset", None), "af_unspec": ("local-reset", None)}
+        for k in cases:
+            c = one(closes(recs, rport=s[k]["client_port"]), "close of the %s child" % k)
+            check(c["lport"] == s[k].get("server_port", s["server_port"]), "%s: %s" % (k, c))
+            check(c["pid"] == s["server_pid"], "%s: pid %s, server %s (client %s)" %
+                  (k, c["pid"], s["server_pid"], s[k]["client_pid"]))
+            check(c["accepted"] and "SYN_RECV" in c["states"] and "ESTABLISHED" not in c["states"],
+                  "%s: %s" % (k, c))
+            init, method = want[k]
+            check(c["initiator"] == init, "%s: initiator %s, want %s" % (k, c["initiator"], init))
+            check(method is None or c["method"] == method, "%s: method %s, want %s" %
+                  (k, c["method"], method))
+            check(c["rst_sent"] if init == "local-reset" else c["rst_received"], "%s: %s" % (k, c))
+        tr.stop()
+
+
 def t_retransmission_timeout():
     with Netns("rto", {"net.ipv4.tcp_retries2": "2"}) as ns, traced(ns) as tr:
         p = run(ns.cmd(["python3", "-c", RETRANS_TIMEOUT]), timeout=60)
@@ -1536,7 +1682,7 @@ INTEGRATION = [
     t_linger0_reset, t_unread_data_reset, t_close_wait_duration, t_ipv6,
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
     t_timewait_not_created, t_timewait_netns_exit, t_timewait_syn_kill,
-    t_timewait_fin_wait2_timeout, t_retransmission_timeout,
+    t_timewait_fin_wait2_timeout, t_retransmission_timeout, t_tfo_syn_recv_deaths,
     t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
     t_states_mode,
     t_stats_at_exit, t_errors, t_smoke_sigterm, t_kernel_features, t_classic_tracepoints, t_old_kernel,
