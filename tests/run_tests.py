@@ -1489,9 +1489,11 @@ def t_watch_close_wait():
                 p.kill()
         check(p.returncode == 0, "ctscen: %s" % err)
         s = json.loads(out.strip().splitlines()[-1])
-        recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] for x in r), 10,
-                           "the watched socket's close")
-        w = [x for x in recs if x["event"] == "watch"]
+        # the server's CLOSE_WAIT (the client's orphaned FIN_WAIT2 is watched too)
+        sp = s["server_port"]
+        recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] and x["lport"] == sp
+                                         for x in r), 10, "the watched socket's close")
+        w = [x for x in recs if x["event"] == "watch" and x["lport"] == sp]
         crossed = [x for x in w if not x["closed"]]
         check(len(crossed) == 1, "reported %d times: %s" % (len(crossed), w))
         c = crossed[0]
@@ -1501,10 +1503,39 @@ def t_watch_close_wait():
         check(threshold <= late + 0.05 and late <= threshold + 1.0, "reported %.2f s after the FIN" % late)
         closed = [x for x in w if x["closed"]][0]
         check(abs(closed["age_ns"] / 1e9 - 6.5) < 0.5, "closed age %s" % closed["age_ns"])
-        counts = [x for x in recs if x["event"] == "watch-count"]
+        counts = [x for x in recs if x["event"] == "watch-count" and x["state"] == "CLOSE_WAIT"]
         check(counts and counts[0]["pid"] == s["server_pid"], "per-process count %s" % counts)
         tr.stop()
 
+
+
+def t_watch_orphan_fin_wait2():
+    # the client closes first and the server never answers with its FIN:
+    # the client's connection waits in FIN_WAIT2 inside a timewait socket
+    # (orphaned, tcp_fin_timeout 60 s here), which --watch reports with
+    # its owner, and says when the server's FIN ends it
+    threshold, leak = 1.0, 4000
+    with Netns("watchfw2", {"net.ipv4.tcp_fin_timeout": "60"}) as ns, \
+            traced(ns, "--watch", str(threshold)) as tr:
+        s = scenario(ns, "close-wait-leak", "--leak-ms", str(leak), timeout=30)
+        cp = s["client_port"]
+        recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] and
+                                         x["lport"] == cp for x in r), 10,
+                           "the client's FIN_WAIT2 to end")
+        w = [x for x in recs if x["event"] == "watch" and x["lport"] == cp]
+        crossed = [x for x in w if not x["closed"]]
+        check(len(crossed) == 1 and crossed[0]["state"] == "FIN_WAIT2", "watch %s" % w)
+        c = crossed[0]
+        check(c["pid"] == s["client_pid"], "owner %s, client %s" % (c["pid"], s["client_pid"]))
+        check(c["rport"] == s["server_port"] and not c["age_at_least"], "watch %s" % c)
+        # crossed the threshold within a tick (0.5 s) plus the dump's time of the close
+        late = (c["ts_ns"] - s["client_close_ns"]) / 1e9
+        check(threshold <= late + 0.05 and late <= threshold + 1.0, "reported %.2f s after close()" % late)
+        end = [x for x in w if x["closed"]][0]
+        # it ended when the server's FIN came (the server's close)
+        check(abs(end["ts_ns"] - s["server_close_ns"]) / 1e9 <= 1.0 and
+              abs(end["age_ns"] / 1e9 - leak / 1000.0) <= 1.0, "end %s, scenario %s" % (end, s))
+        tr.stop()
 
 
 def t_watch_existing():
@@ -1521,12 +1552,15 @@ def t_watch_existing():
             with paused(first["server_pid"], p.pid) as held, \
                     traced(ns, "--watch", "1") as tr:
                 # still open when it crosses the threshold, however slow the start
-                tr.wait_for(lambda r: any(x["event"] == "watch" for x in r), 20,
+                # the server's CLOSE_WAIT (the client's orphaned FIN_WAIT2 is watched too)
+                sp = first["server_port"]
+                tr.wait_for(lambda r: any(x["event"] == "watch" and x["lport"] == sp for x in r), 20,
                             "the old CLOSE_WAIT socket to cross --watch 1")
                 held.resume(first["server_pid"])
-                recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] for x in r),
+                recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] and
+                                                 x["lport"] == sp for x in r),
                                    dwell_left(t_first, leak) + 20, "the old CLOSE_WAIT socket's close")
-                w = [x for x in recs if x["event"] == "watch"]
+                w = [x for x in recs if x["event"] == "watch" and x["lport"] == sp]
                 crossed = [x for x in w if not x["closed"]]
                 check(len(crossed) == 1 and crossed[0]["age_at_least"], "watch %s" % w)
                 check(crossed[0]["pid"] == first["server_pid"], "owner %s" % crossed[0])
@@ -1693,7 +1727,8 @@ INTEGRATION = [
     t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions, t_tw_reuse_check,
     t_methods_basic, t_method_shutdown, t_method_exit_and_kill, t_method_linger_wait,
     t_close_deferred_inherited, t_bind_conflict_timewait, t_bind_conflict_held_port,
-    t_why_busy_errors, t_watch_close_wait, t_watch_existing, t_prefork_worker_owner,
+    t_why_busy_errors, t_watch_close_wait, t_watch_orphan_fin_wait2, t_watch_existing,
+    t_prefork_worker_owner,
     t_sockdiag_holders,
     t_sockdiag_bound_only, t_bench_smoke,
 ]

@@ -34,6 +34,29 @@ void watch_add_existing(struct watch *w, const struct ct_tuple *t, uint8_t state
 int watch_seed(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid);
 
 /*
+ * Where the kernel side keeps timewait sockets (the tws map, keyed by
+ * cookie) and where the fields of its values are (from the BPF object's
+ * BTF, so that the layout stays the kernel side's own): the owner and
+ * start of an orphaned FIN_WAIT2 parked in a timewait socket.  Offsets
+ * are -1 when unknown; fd -1 when there is no such map.
+ */
+struct watch_tw_layout {
+	int fd;
+	size_t value_size;
+	int off_conn_id, off_start_ns, off_fw2_ns, off_pid, off_comm;
+};
+
+void watch_set_timewait(struct watch *w, const struct watch_tw_layout *l);
+
+/*
+ * The namespace to look for orphaned FIN_WAIT2 sockets in, every tick
+ * (sock_diag: timewait sockets in substate FIN_WAIT2): netns_fd (the
+ * watch closes it; negative: our own), its inode, and with pid only that
+ * process's.
+ */
+void watch_set_netns(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid);
+
+/*
  * Look at the kernel side's sockets now: the socks map (fd) and the
  * sock_slots array, mapped read-only (n slots, none if NULL); call about
  * once a second.
