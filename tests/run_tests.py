@@ -1589,7 +1589,8 @@ def t_prefork_worker_owner():
             first = json.loads(p.stdout.readline())
             w1, w2 = first["worker_pids"]
             with paused(p.pid, w1, w2, first["client_pid"]) as held, \
-                    traced(ns, "--watch", "1") as tr, Tracer(["-p", str(w1)]) as tp:
+                    traced(ns, "--watch", "1") as tr, Tracer(["-p", str(w1)]) as tp, \
+                    traced(ns, "--watch", "1", "--no-syscalls") as tn:
                 open(wait_file, "w").close()
                 held.resume()
                 out, err = p.communicate(timeout=60)
@@ -1619,6 +1620,13 @@ def t_prefork_worker_owner():
                       crossed[0]["comm"] == s["leak_worker_comm"],
                       "--watch names %s/%s, worker %s" % (crossed[0]["pid"], crossed[0]["comm"],
                                                           s["leak_worker_pid"]))
+                # without the accept() hooks --watch asks /proc who holds the socket
+                nrecs = tn.wait_for(lambda r: any(x["event"] == "watch" and x["lport"] == sp
+                                                  for x in r), 10, "--no-syscalls watch report")
+                nw = [x for x in nrecs if x["event"] == "watch" and x["lport"] == sp]
+                check(nw[0]["pid"] == s["leak_worker_pid"] and
+                      nw[0]["comm"] == s["leak_worker_comm"], "--no-syscalls --watch: %s" % nw[0])
+                tn.stop()
                 # -p worker 1: its own connection, not its sibling's
                 precs = tp.wait_for(lambda r: len(closes(r)) >= 1, 10, "-p worker1's close")
                 time.sleep(0.5)

@@ -23,6 +23,7 @@ struct watched {
 	bool reported;		/* crossed the threshold, said so */
 	bool seen;		/* still in the map at the last tick */
 	bool tw;		/* an orphaned FIN_WAIT2 in a timewait socket (sock_diag) */
+	bool due;		/* crossed the threshold this tick: to be reported */
 };
 
 struct watch {
@@ -229,7 +230,6 @@ static void count_per_process(struct watch *w, uint64_t now)
 static void consider(struct watch *w, const struct ct_sock *s, uint64_t now)
 {
 	struct watched *e;
-	struct ct_record r;
 	size_t idx;
 
 	if (!s->conn_id || (s->state != TCP_CLOSE_WAIT && s->state != TCP_FIN_WAIT2) || !s->state_ts ||
@@ -248,11 +248,8 @@ static void consider(struct watch *w, const struct ct_sock *s, uint64_t now)
 		e->state = s->state;
 	}
 	e->seen = true;
-	if (!e->reported) {
-		e->reported = true;
-		fill(&r, e, CT_REC_WATCH, now);
-		w->emit(w->ctx, &r);
-	}
+	if (!e->reported)
+		e->due = true;
 }
 
 #define BATCH 1024
@@ -362,7 +359,6 @@ static bool tw_known(struct watch *w, uint64_t cookie, struct watched *e)
 static bool scan_orphans(struct watch *w, uint64_t now)
 {
 	struct port_report rep;
-	struct ct_record r;
 
 	if (!w->scan_ns || sockdiag_states(1u << TCP_FIN_WAIT2, w->netns_fd, &rep))
 		return false;
@@ -396,14 +392,76 @@ static bool scan_orphans(struct watch *w, uint64_t now)
 			e->tw = true;
 		}
 		e->seen = true;
-		if (!e->reported && now >= e->since && now - e->since >= w->threshold) {
-			e->reported = true;
-			fill(&r, e, CT_REC_WATCH, now);
-			w->emit(w->ctx, &r);
-		}
+		if (!e->reported && now >= e->since && now - e->since >= w->threshold)
+			e->due = true;
 	}
 	port_report_free(&rep);
 	return true;
+}
+
+/*
+ * Owners the kernel side did not know (an accepted socket without the
+ * accept() hooks: --classic-tracepoints, --no-syscalls): who holds the
+ * socket now, as ss -p says, for those about to be reported; one sock_diag
+ * dump and one bounded /proc scan for all of them.
+ */
+static void resolve_owners(struct watch *w)
+{
+	struct port_report rep;
+	struct holder_scan scan = { 0 };
+	uint64_t *ino;
+	int n_ino = 0;
+	size_t want = 0;
+
+	for (size_t i = 0; i < w->n; i++)
+		want += w->w[i].due && !w->w[i].pid && !w->w[i].tw;
+	if (!want || !w->scan_ns ||
+	    sockdiag_states((1u << TCP_CLOSE_WAIT) | (1u << TCP_FIN_WAIT2), w->netns_fd, &rep))
+		return;
+	ino = calloc(w->n, sizeof(*ino));
+	for (size_t i = 0; ino && i < w->n; i++) {
+		struct watched *e = &w->w[i];
+
+		if (!e->due || e->pid || e->tw)
+			continue;
+		for (int j = 0; j < rep.n; j++) {
+			const struct port_socket *ps = &rep.socks[j];
+			struct ct_tuple t = { .netns = w->netns_ino, .family = ps->family,
+					      .lport = ps->lport, .rport = ps->rport };
+
+			memcpy(t.laddr, ps->laddr, 16);
+			memcpy(t.raddr, ps->raddr, 16);
+			if (ps->inode && same_tuple(&t, &e->t)) {
+				ino[i] = ps->inode;
+				n_ino++;
+				break;
+			}
+		}
+	}
+	if (n_ino) {
+		uint64_t *list = calloc(n_ino, sizeof(*list));
+		int k = 0;
+
+		for (size_t i = 0; list && i < w->n; i++)
+			if (ino[i])
+				list[k++] = ino[i];
+		if (list && !holders_find(list, k, 4096, 0, &scan)) {
+			for (size_t i = 0; i < w->n; i++) {
+				const struct holder *h;
+				int nh = 0;
+
+				if (!ino[i] || !(h = holders_of(&scan, ino[i], &nh)))
+					continue;
+				w->w[i].pid = h->pid;
+				memset(w->w[i].comm, 0, CT_COMM_LEN);
+				memcpy(w->w[i].comm, h->comm, strnlen(h->comm, CT_COMM_LEN));
+			}
+			holder_scan_free(&scan);
+		}
+		free(list);
+	}
+	free(ino);
+	port_report_free(&rep);
 }
 
 void watch_tick(struct watch *w, int socks_fd, const struct ct_sock *slots, size_t n, uint64_t now)
@@ -422,11 +480,19 @@ void watch_tick(struct watch *w, int socks_fd, const struct ct_sock *slots, size
 
 		if (e->tw && !scanned)
 			e->seen = true; /* not looked at this time */
-		if (e->at_least && !e->tw && !e->reported && now - e->since >= w->threshold) {
-			e->reported = true;
-			fill(&r, e, CT_REC_WATCH, now);
-			w->emit(w->ctx, &r);
-		}
+		if (e->at_least && !e->tw && !e->reported && now - e->since >= w->threshold)
+			e->due = true;
+	}
+	resolve_owners(w);
+	for (size_t i = 0; i < w->n; i++) {
+		struct watched *e = &w->w[i];
+
+		if (!e->due)
+			continue;
+		e->due = false;
+		e->reported = true;
+		fill(&r, e, CT_REC_WATCH, now);
+		w->emit(w->ctx, &r);
 	}
 	/*
 	 * Gone from the map without a close record we saw: forget them.  An
