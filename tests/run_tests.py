@@ -1538,6 +1538,30 @@ def t_watch_orphan_fin_wait2():
         tr.stop()
 
 
+def t_watch_netns_filter():
+    # --watch under --netns: the kernel side's table holds the sockets of
+    # every namespace; a leak in another one is not this run's
+    with Netns("watchns") as ns, Netns("watchns2") as other, traced(ns, "--watch", "1") as tr:
+        argv = [Ctx.bin("ctscen"), "close-wait-leak", "--leak-ms", "2500"]
+        p2 = subprocess.Popen(other.cmd(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+        try:
+            s = scenario(ns, "close-wait-leak", "--leak-ms", "2500", timeout=30)
+            out2, err2 = p2.communicate(timeout=30)
+        finally:
+            if p2.poll() is None:
+                p2.kill()
+        check(p2.returncode == 0, "ctscen in the other namespace: %s" % err2)
+        recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] and
+                                         x["lport"] == s["server_port"] for x in r), 10,
+                           "this namespace's CLOSE_WAIT to end")
+        w = [x for x in recs if x["event"] in ("watch", "watch-count")]
+        check(all(x["netns"] == ns.inode for x in w),
+              "--netns %d --watch reported other namespaces: %s" %
+              (ns.inode, [(x["event"], x["netns"], x["lport"]) for x in w if x["netns"] != ns.inode]))
+        tr.stop()
+
+
 def t_watch_existing():
     # a socket already in CLOSE_WAIT when tracing starts: "age at least"
     with Netns("watchold") as ns:
@@ -1589,7 +1613,7 @@ def t_prefork_worker_owner():
             first = json.loads(p.stdout.readline())
             w1, w2 = first["worker_pids"]
             with paused(p.pid, w1, w2, first["client_pid"]) as held, \
-                    traced(ns, "--watch", "1") as tr, Tracer(["-p", str(w1)]) as tp, \
+                    traced(ns, "--watch", "1") as tr, Tracer(["-p", str(w1), "--watch", "1"]) as tp, \
                     traced(ns, "--watch", "1", "--no-syscalls") as tn:
                 open(wait_file, "w").close()
                 held.resume()
@@ -1633,6 +1657,9 @@ def t_prefork_worker_owner():
                 precs = tp.parsed()
                 check([c["rport"] for c in closes(precs)] == [s["reset_port"]],
                       "-p %d: closes %s" % (w1, summarize(closes(precs))))
+                check(not [x for x in precs if x["event"] == "watch"],
+                      "-p %d --watch reported another process's socket: %s" %
+                      (w1, [x for x in precs if x["event"] == "watch"]))
                 tp.stop()
                 tr.stop()
         finally:
@@ -1735,7 +1762,8 @@ INTEGRATION = [
     t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions, t_tw_reuse_check,
     t_methods_basic, t_method_shutdown, t_method_exit_and_kill, t_method_linger_wait,
     t_close_deferred_inherited, t_bind_conflict_timewait, t_bind_conflict_held_port,
-    t_why_busy_errors, t_watch_close_wait, t_watch_orphan_fin_wait2, t_watch_existing,
+    t_why_busy_errors, t_watch_close_wait, t_watch_orphan_fin_wait2, t_watch_netns_filter,
+    t_watch_existing,
     t_prefork_worker_owner,
     t_sockdiag_holders,
     t_sockdiag_bound_only, t_bench_smoke,

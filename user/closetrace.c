@@ -679,6 +679,7 @@ int main(int argc, char **argv)
 		}
 		next_watch = start;
 		watch_timewait_layout(skel, p.watch);
+		watch_set_options(p.watch, &opts);
 		seed_watch(&p, &opts);
 	}
 	if (opts.duration)

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include "filter.h"
 #include "holders.h"
 #include "sockdiag.h"
 #include "watch.h"
@@ -36,6 +37,7 @@ struct watch {
 	int netns_fd;
 	uint32_t netns_ino, pid;
 	bool scan_ns;		/* watch_set_netns() was called */
+	const struct ct_options *opts; /* the run's filters (-p, --netns, ports, family) */
 };
 
 struct watch *watch_new(uint64_t threshold_ns, uint64_t now_ns, explain_emit_fn emit, void *ctx)
@@ -57,6 +59,11 @@ struct watch *watch_new(uint64_t threshold_ns, uint64_t now_ns, explain_emit_fn 
 void watch_set_timewait(struct watch *w, const struct watch_tw_layout *l)
 {
 	w->tw = *l;
+}
+
+void watch_set_options(struct watch *w, const struct ct_options *o)
+{
+	w->opts = o;
 }
 
 void watch_set_netns(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid)
@@ -97,6 +104,8 @@ static void drop(struct watch *w, size_t i)
 	w->w[i] = w->w[--w->n];
 }
 
+static bool entry_wanted(const struct watch *w, const struct watched *e);
+
 void watch_add_existing(struct watch *w, const struct ct_tuple *t, uint8_t state, uint32_t pid,
 			const char *comm)
 {
@@ -111,6 +120,8 @@ void watch_add_existing(struct watch *w, const struct ct_tuple *t, uint8_t state
 	e->pid = pid;
 	if (comm)
 		memcpy(e->comm, comm, strnlen(comm, CT_COMM_LEN));
+	if (!entry_wanted(w, e))
+		w->n--; /* the one add() gave */
 }
 
 int watch_seed(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid)
@@ -175,6 +186,20 @@ static void fill(struct ct_record *r, const struct watched *e, uint8_t kind, uin
 	r->age_ns = now - e->since;
 	if (e->at_least)
 		r->flags |= CT_F_AGE_AT_LEAST;
+}
+
+/*
+ * The run's filters: the kernel side's table holds every socket it tracks,
+ * also other processes' (-p) and other namespaces' (--netns).
+ */
+static bool entry_wanted(const struct watch *w, const struct watched *e)
+{
+	struct ct_record r;
+
+	if (!w->opts)
+		return true;
+	fill(&r, e, CT_REC_WATCH, e->since);
+	return record_wanted(w->opts, &r);
 }
 
 static struct watched *find_conn(struct watch *w, uint64_t conn_id, size_t *idx)
@@ -246,6 +271,10 @@ static void consider(struct watch *w, const struct ct_sock *s, uint64_t now)
 		e->pid = s->pid;
 		memcpy(e->comm, s->comm, CT_COMM_LEN);
 		e->state = s->state;
+		if (!entry_wanted(w, e)) {
+			w->n--; /* the one add() gave */
+			return;
+		}
 	}
 	e->seen = true;
 	if (!e->reported)
@@ -381,15 +410,15 @@ static bool scan_orphans(struct watch *w, uint64_t now)
 				probe.since = w->start;
 				probe.at_least = true;
 			}
-			if (w->pid && probe.pid != w->pid)
+			probe.t = t;
+			probe.state = TCP_FIN_WAIT2;
+			probe.tw = true;
+			if (!entry_wanted(w, &probe))
 				continue;
 			e = add(w);
 			if (!e)
 				break;
 			*e = probe;
-			e->t = t;
-			e->state = TCP_FIN_WAIT2;
-			e->tw = true;
 		}
 		e->seen = true;
 		if (!e->reported && now >= e->since && now - e->since >= w->threshold)

@@ -15,6 +15,7 @@
 #include "explain.h"
 
 struct watch;
+struct ct_options;
 
 struct watch *watch_new(uint64_t threshold_ns, uint64_t now_ns, explain_emit_fn emit, void *ctx);
 void watch_free(struct watch *w);
@@ -47,6 +48,9 @@ struct watch_tw_layout {
 };
 
 void watch_set_timewait(struct watch *w, const struct watch_tw_layout *l);
+
+/* only sockets that the run's filters let through (-p, --netns, ports, family) */
+void watch_set_options(struct watch *w, const struct ct_options *o);
 
 /*
  * The namespace to look for orphaned FIN_WAIT2 sockets in, every tick
