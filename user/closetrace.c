@@ -366,14 +366,14 @@ static void seed_watch(struct pipeline *p, const struct ct_options *o)
 		target = o->netns;
 	if (!target || target == own) {
 		watch_seed(p->watch, -1, own, o->pid);
-		watch_set_netns(p->watch, -1, own, o->pid);
+		watch_set_netns(p->watch, -1, own);
 		return;
 	}
 	fd = netns_open(target, o->pid);
 	if (fd < 0)
 		return;
 	watch_seed(p->watch, fd, target, o->pid);
-	watch_set_netns(p->watch, fd, target, o->pid); /* kept for every tick */
+	watch_set_netns(p->watch, fd, target); /* kept for every tick */
 }
 
 /*

@@ -35,7 +35,7 @@ struct watch {
 	size_t n, cap;
 	struct watch_tw_layout tw;
 	int netns_fd;
-	uint32_t netns_ino, pid;
+	uint32_t netns_ino;
 	bool scan_ns;		/* watch_set_netns() was called */
 	const struct ct_options *opts; /* the run's filters (-p, --netns, ports, family) */
 };
@@ -66,11 +66,10 @@ void watch_set_options(struct watch *w, const struct ct_options *o)
 	w->opts = o;
 }
 
-void watch_set_netns(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid)
+void watch_set_netns(struct watch *w, int netns_fd, uint32_t netns_ino)
 {
 	w->netns_fd = netns_fd;
 	w->netns_ino = netns_ino;
-	w->pid = pid;
 	w->scan_ns = true;
 }
 

@@ -53,12 +53,11 @@ void watch_set_timewait(struct watch *w, const struct watch_tw_layout *l);
 void watch_set_options(struct watch *w, const struct ct_options *o);
 
 /*
- * The namespace to look for orphaned FIN_WAIT2 sockets in, every tick
- * (sock_diag: timewait sockets in substate FIN_WAIT2): netns_fd (the
- * watch closes it; negative: our own), its inode, and with pid only that
- * process's.
+ * The namespace to look for orphaned FIN_WAIT2 sockets (sock_diag:
+ * timewait sockets in substate FIN_WAIT2) and unknown owners in, every
+ * tick: netns_fd (the watch closes it; negative: our own) and its inode.
  */
-void watch_set_netns(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid);
+void watch_set_netns(struct watch *w, int netns_fd, uint32_t netns_ino);
 
 /*
  * Look at the kernel side's sockets now: the socks map (fd) and the
