@@ -58,6 +58,8 @@ const volatile long nr_close = -1;
 const volatile long nr_bind = -1;
 const volatile long nr_listen = -1;
 const volatile long nr_connect = -1;
+const volatile long nr_accept = -1;
+const volatile long nr_accept4 = -1;
 
 /* counters read by the loader; enum ct_stat */
 __u64 stats[CT_STAT__MAX] = {};
@@ -334,6 +336,7 @@ static __always_inline struct ct_sock *sock_state_of(__u64 key)
 static __always_inline struct ct_sock *sock_state(struct sock *sk, int direct)
 {
 	__u64 key = sock_key(sk, direct);
+	struct ct_sock *si;
 
 	if (use_cookies && !key) {
 		/* a passive child whose cookie is not settled yet (first_seen()) */
@@ -342,7 +345,19 @@ static __always_inline struct ct_sock *sock_state(struct sock *sk, int direct)
 		key = (__u64)sk;
 		return bpf_map_lookup_elem(&socks, &key);
 	}
-	return sock_state_of(key);
+	si = sock_state_of(key);
+	/*
+	 * A passive child still in SYN_RECV is kept by address even when
+	 * something gave it a cookie meanwhile (a sock_diag dump:
+	 * sock_diag_save_cookie()), as a TCP Fast Open child accepted and
+	 * read before the handshake's last ACK can be.
+	 */
+	if (!si && use_cookies && socks_spilled &&
+	    RD(direct, sk, __sk_common.skc_state) == TCP_SYN_RECV) {
+		key = (__u64)sk;
+		si = bpf_map_lookup_elem(&socks, &key);
+	}
+	return si;
 }
 
 /*
@@ -1100,6 +1115,28 @@ static __always_inline __u8 close_reset_method(struct sock *sk, int pending, int
 	return reason < 0 ? CT_M_UNREAD_RESET : CT_M_NONE;
 }
 
+/*
+ * A passive child that closes without having been ESTABLISHED was still a
+ * connection when a process accepted it or data went either way: a TCP
+ * Fast Open child (tcp_fastopen_create_child()) is queued for accept()
+ * with the SYN's data (tcp_fastopen_add_skb() counts it in bytes_received)
+ * while it waits in SYN_RECV for the handshake's last ACK, and may die
+ * there (the peer's RST, close() with unread data, tcp_disconnect() from
+ * inet_csk_listen_stop() or connect(AF_UNSPEC)).
+ */
+static __always_inline int passive_carried_data(struct sock *sk, struct ct_sock *si)
+{
+	struct tcp_sock *tp = (void *)sk;
+
+	if (si->flags & CT_F_ACCEPTED)
+		return 1;
+	if (!(si->flags & CT_F_PASSIVE))
+		return 0;
+	if (BPF_CORE_READ(tp, bytes_received))
+		return 1;
+	return bpf_core_field_exists(tp->bytes_sent) && BPF_CORE_READ(tp, bytes_sent);
+}
+
 static __always_inline int handle_set_state(struct sock *sk, int old, int new, int direct, int slots)
 {
 	__u64 now;
@@ -1251,7 +1288,8 @@ static __always_inline int handle_set_state(struct sock *sk, int old, int new, i
 		if (emit_states)
 			emit_state(si, &t, old, new);
 
-		if (!(si->visited & (1 << S_ESTABLISHED)) && !(si->flags & CT_F_PREEXISTING)) {
+		if (!(si->visited & (1 << S_ESTABLISHED)) && !(si->flags & CT_F_PREEXISTING) &&
+		    !passive_carried_data(sk, si)) {
 			/*
 			 * A handshake that never completed: not a close.  With
 			 * no local port and no error, tcp_v4_connect()'s
@@ -1808,6 +1846,28 @@ static __always_inline int close_enter(long fd)
 	return 0;
 }
 
+/*
+ * accept()/accept4() returned fd: the accepting process owns the socket
+ * (until then it had its listener's owner: with pre-forked workers that
+ * accept from their parent's listener, the parent).
+ */
+static __always_inline int accept_exit(long fd)
+{
+	struct file *f = fd_file(fd);
+	struct sock *sk = file_tcp_sock(f);
+	struct ct_sock *si;
+
+	if (!sk)
+		return 0;
+	si = sock_state(sk, 0);
+	if (!si)
+		return 0;
+	set_owner_current(&si->pid, si->comm);
+	si->flags |= CT_F_ACCEPTED;
+	si->ino = BPF_CORE_READ(f, f_inode, i_ino);
+	return 0;
+}
+
 /* copy a user sockaddr's address and port into the tuple's local or remote end */
 static __always_inline void user_sockaddr(const void *uaddr, struct ct_tuple *t, int local)
 {
@@ -1897,6 +1957,18 @@ int handle_connect_exit(struct trace_event_raw_sys_exit *ctx)
 	return syscall_exit(CT_SYS_CONNECT, ctx->ret);
 }
 
+SEC("tracepoint/syscalls/sys_exit_accept")
+int handle_accept_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return ctx->ret < 0 ? 0 : accept_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int handle_accept4_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return ctx->ret < 0 ? 0 : accept_exit(ctx->ret);
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 {
@@ -1911,6 +1983,10 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	long id;
 	__u8 which;
 
+	if (ret >= 0) {
+		id = regs_syscall_nr(regs);
+		return id == nr_accept || id == nr_accept4 ? accept_exit(ret) : 0;
+	}
 	if (ret != -EADDRINUSE)
 		return 0;
 	id = regs_syscall_nr(regs);

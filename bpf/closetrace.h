@@ -108,6 +108,7 @@ enum ct_tw_end {
 #define CT_F_WATCH_CLOSED  (1u << 11) /* watch: the socket finally closed */
 #define CT_F_AGE_AT_LEAST  (1u << 12) /* watch: already in the state when tracing began */
 #define CT_F_PASSIVE	   (1u << 13) /* accepted from a listener: the remote end is a client */
+#define CT_F_ACCEPTED	   (1u << 16) /* accept() returned it: pid/comm are the accepting process */
 /* timewait: the FIN_WAIT2 / TIME_WAIT split is from jiffies (within 1/HZ), see emit_tw_end() */
 #define CT_F_TW_SPLIT_ESTIMATED (1u << 20)
 /* close: the kernel made a timewait socket, but the tws map was full: its end is not reported */

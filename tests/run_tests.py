@@ -546,6 +546,152 @@ print(json.dumps({"client_port": port, "errno": err}))
 """
 
 
+# TCP Fast Open children that die in SYN_RECV after carrying data: the
+# client's data rides in its SYN, the server's child is queued for accept()
+# at once, and nftables drops the client's pure ACKs so the child never
+# leaves SYN_RECV; each one then dies a different way
+TFO_SYN_RECV = r"""
+import ctypes, json, os, select, socket, struct, subprocess, sys, time
+PORT, PORT2 = 7020, 7021
+TCP_FASTOPEN, MSG_FASTOPEN, TCP_INFO = 23, 0x20000000, 11
+NFT = (b"table inet ct_tfo {\n chain o {\n  type filter hook output priority 0; policy accept;\n"
+       b"  tcp dport { %d, %d } tcp flags & (fin|syn|rst|psh|ack) == ack drop\n }\n}\n" % (PORT, PORT2))
+libc = ctypes.CDLL(None, use_errno=True)
+LISTENERS = []
+
+
+def listener(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 16)
+    s.bind(("127.0.0.1", port))
+    s.listen(16)
+    LISTENERS.append(s)
+    return s
+
+
+def client(port):
+    # a forked client: data in the SYN; then 'rst' (SO_LINGER {1,0}) or 'exit'
+    cr, cw = os.pipe()
+    rr, rw = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(cw); os.close(rr)
+        for l in LISTENERS:  # the server's alone: its close() stops them
+            l.close()
+        c = socket.socket()
+        c.sendto(b"hello", MSG_FASTOPEN, ("127.0.0.1", port))
+        os.write(rw, b"%d\n" % c.getsockname()[1])
+        cmd = os.read(cr, 16)
+        if cmd.startswith(b"rst"):
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            os.write(rw, b"done\n")
+            os.read(cr, 16)
+        os._exit(0)
+    os.close(cr); os.close(rw)
+    port_ = int(os.read(rr, 64).split()[0])
+    return {"pid": pid, "cmd": cw, "rep": rr, "port": port_}
+
+
+def tell(c, what):
+    os.write(c["cmd"], what)
+
+
+def state(s):
+    return s.getsockopt(socket.IPPROTO_TCP, TCP_INFO, 8)[0]
+
+
+def reap(c):
+    tell(c, b"exit")
+    os.waitpid(c["pid"], 0)
+
+
+out = {"server_pid": os.getpid(), "server_port": PORT}
+srv = listener(PORT)
+# warm-up: the client fetches a Fast Open cookie (no data in this SYN)
+w = socket.socket()
+w.sendto(b"hi", MSG_FASTOPEN, ("127.0.0.1", PORT))
+a, _ = srv.accept(); a.recv(2); w.close(); a.close()
+subprocess.run(["nft", "-f", "-"], check=True, input=NFT)
+try:
+    # 1: accepted and read in SYN_RECV, then reset by the peer
+    c = client(PORT)
+    a, _ = srv.accept()
+    st = state(a)
+    data = a.recv(5)
+    tell(c, b"rst\n"); os.read(c["rep"], 16)
+    try:
+        select.select([a], [], [], 5)
+        a.recv(1); seen = "eof"
+    except ConnectionResetError:
+        seen = "reset"
+    out["peer_reset"] = {"client_port": c["port"], "client_pid": c["pid"], "state_at_accept": st,
+                         "read": data.decode(), "server_saw": seen}
+    a.close(); reap(c)
+    # 2: accepted, not read, close(): unread data, RST
+    c = client(PORT)
+    a, _ = srv.accept()
+    st = state(a)
+    time.sleep(0.05)
+    out["unread_close"] = {"client_port": c["port"], "client_pid": c["pid"], "state_at_close": state(a),
+                           "state_at_accept": st}
+    a.close(); reap(c)
+    # 3: never accepted, its listener closed (inet_csk_listen_stop() -> tcp_disconnect())
+    l2 = listener(PORT2)
+    c = client(PORT2)
+    select.select([l2], [], [], 5)
+    ss = subprocess.run(["ss", "-Htn", "state", "syn-recv", "sport", "= :%d" % PORT2],
+                        stdout=subprocess.PIPE, text=True).stdout
+    out["listener_closed"] = {"client_port": c["port"], "client_pid": c["pid"], "server_port": PORT2,
+                              "syn_recv_children": len(ss.splitlines())}
+    l2.close(); reap(c)
+    # 4: accepted and read, then connect(AF_UNSPEC) (tcp_disconnect())
+    c = client(PORT)
+    a, _ = srv.accept()
+    st = state(a)
+    data = a.recv(5)
+    unspec = ctypes.create_string_buffer(16)
+    rc = libc.connect(a.fileno(), unspec, 16)
+    out["af_unspec"] = {"client_port": c["port"], "client_pid": c["pid"], "state_at_accept": st,
+                        "read": data.decode(), "connect_rc": rc, "state_after": state(a)}
+    a.close(); reap(c)
+finally:
+    subprocess.run(["nft", "delete", "table", "inet", "ct_tfo"])
+print(json.dumps(out))
+"""
+
+
+def t_tfo_syn_recv_deaths():
+    with Netns("tfo", {"net.ipv4.tcp_fastopen": "3"}) as ns, traced(ns) as tr:
+        p = run(ns.cmd(["python3", "-c", TFO_SYN_RECV]), timeout=60)
+        s = json.loads(p.stdout)
+        cases = ("peer_reset", "unread_close", "listener_closed", "af_unspec")
+        for k in ("peer_reset", "unread_close", "af_unspec"):
+            check(s[k]["state_at_accept"] == 3, "%s: accepted in state %s, not SYN_RECV: %s" %
+                  (k, s[k]["state_at_accept"], s))
+        check(s["peer_reset"]["server_saw"] == "reset" and s["unread_close"]["state_at_close"] == 3
+              and s["listener_closed"]["syn_recv_children"] == 1 and
+              s["af_unspec"]["connect_rc"] == 0, "scenario %s" % s)
+        recs = tr.wait_for(lambda r: all(closes(r, rport=s[k]["client_port"]) for k in cases), 10,
+                           "a close record for each Fast Open child")
+        want = {"peer_reset": ("remote-reset", "rst"), "unread_close": ("local-reset", "unread-data-reset"),
+                "listener_closed": ("local-reset", None), "af_unspec": ("local-reset", None)}
+        for k in cases:
+            c = one(closes(recs, rport=s[k]["client_port"]), "close of the %s child" % k)
+            check(c["lport"] == s[k].get("server_port", s["server_port"]), "%s: %s" % (k, c))
+            check(c["pid"] == s["server_pid"], "%s: pid %s, server %s (client %s)" %
+                  (k, c["pid"], s["server_pid"], s[k]["client_pid"]))
+            check(c["accepted"] and "SYN_RECV" in c["states"] and "ESTABLISHED" not in c["states"],
+                  "%s: %s" % (k, c))
+            init, method = want[k]
+            check(c["initiator"] == init, "%s: initiator %s, want %s" % (k, c["initiator"], init))
+            check(method is None or c["method"] == method, "%s: method %s, want %s" %
+                  (k, c["method"], method))
+            check(c["rst_sent"] if init == "local-reset" else c["rst_received"], "%s: %s" % (k, c))
+        tr.stop()
+
+
 def t_retransmission_timeout():
     with Netns("rto", {"net.ipv4.tcp_retries2": "2"}) as ns, traced(ns) as tr:
         p = run(ns.cmd(["python3", "-c", RETRANS_TIMEOUT]), timeout=60)
@@ -1453,9 +1599,11 @@ def t_watch_close_wait():
                 p.kill()
         check(p.returncode == 0, "ctscen: %s" % err)
         s = json.loads(out.strip().splitlines()[-1])
-        recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] for x in r), 10,
-                           "the watched socket's close")
-        w = [x for x in recs if x["event"] == "watch"]
+        # the server's CLOSE_WAIT (the client's orphaned FIN_WAIT2 is watched too)
+        sp = s["server_port"]
+        recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] and x["lport"] == sp
+                                         for x in r), 10, "the watched socket's close")
+        w = [x for x in recs if x["event"] == "watch" and x["lport"] == sp]
         crossed = [x for x in w if not x["closed"]]
         check(len(crossed) == 1, "reported %d times: %s" % (len(crossed), w))
         c = crossed[0]
@@ -1465,10 +1613,63 @@ def t_watch_close_wait():
         check(threshold <= late + 0.05 and late <= threshold + 1.0, "reported %.2f s after the FIN" % late)
         closed = [x for x in w if x["closed"]][0]
         check(abs(closed["age_ns"] / 1e9 - 6.5) < 0.5, "closed age %s" % closed["age_ns"])
-        counts = [x for x in recs if x["event"] == "watch-count"]
+        counts = [x for x in recs if x["event"] == "watch-count" and x["state"] == "CLOSE_WAIT"]
         check(counts and counts[0]["pid"] == s["server_pid"], "per-process count %s" % counts)
         tr.stop()
 
+
+
+def t_watch_orphan_fin_wait2():
+    # the client closes first and the server never answers with its FIN:
+    # the client's connection waits in FIN_WAIT2 inside a timewait socket
+    # (orphaned, tcp_fin_timeout 60 s here), which --watch reports with
+    # its owner, and says when the server's FIN ends it
+    threshold, leak = 1.0, 4000
+    with Netns("watchfw2", {"net.ipv4.tcp_fin_timeout": "60"}) as ns, \
+            traced(ns, "--watch", str(threshold)) as tr:
+        s = scenario(ns, "close-wait-leak", "--leak-ms", str(leak), timeout=30)
+        cp = s["client_port"]
+        recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] and
+                                         x["lport"] == cp for x in r), 10,
+                           "the client's FIN_WAIT2 to end")
+        w = [x for x in recs if x["event"] == "watch" and x["lport"] == cp]
+        crossed = [x for x in w if not x["closed"]]
+        check(len(crossed) == 1 and crossed[0]["state"] == "FIN_WAIT2", "watch %s" % w)
+        c = crossed[0]
+        check(c["pid"] == s["client_pid"], "owner %s, client %s" % (c["pid"], s["client_pid"]))
+        check(c["rport"] == s["server_port"] and not c["age_at_least"], "watch %s" % c)
+        # crossed the threshold within a tick (0.5 s) plus the dump's time of the close
+        late = (c["ts_ns"] - s["client_close_ns"]) / 1e9
+        check(threshold <= late + 0.05 and late <= threshold + 1.0, "reported %.2f s after close()" % late)
+        end = [x for x in w if x["closed"]][0]
+        # it ended when the server's FIN came (the server's close)
+        check(abs(end["ts_ns"] - s["server_close_ns"]) / 1e9 <= 1.0 and
+              abs(end["age_ns"] / 1e9 - leak / 1000.0) <= 1.0, "end %s, scenario %s" % (end, s))
+        tr.stop()
+
+
+def t_watch_netns_filter():
+    # --watch under --netns: the kernel side's table holds the sockets of
+    # every namespace; a leak in another one is not this run's
+    with Netns("watchns") as ns, Netns("watchns2") as other, traced(ns, "--watch", "1") as tr:
+        argv = [Ctx.bin("ctscen"), "close-wait-leak", "--leak-ms", "2500"]
+        p2 = subprocess.Popen(other.cmd(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+        try:
+            s = scenario(ns, "close-wait-leak", "--leak-ms", "2500", timeout=30)
+            out2, err2 = p2.communicate(timeout=30)
+        finally:
+            if p2.poll() is None:
+                p2.kill()
+        check(p2.returncode == 0, "ctscen in the other namespace: %s" % err2)
+        recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] and
+                                         x["lport"] == s["server_port"] for x in r), 10,
+                           "this namespace's CLOSE_WAIT to end")
+        w = [x for x in recs if x["event"] in ("watch", "watch-count")]
+        check(all(x["netns"] == ns.inode for x in w),
+              "--netns %d --watch reported other namespaces: %s" %
+              (ns.inode, [(x["event"], x["netns"], x["lport"]) for x in w if x["netns"] != ns.inode]))
+        tr.stop()
 
 
 def t_watch_existing():
@@ -1485,12 +1686,15 @@ def t_watch_existing():
             with paused(first["server_pid"], p.pid) as held, \
                     traced(ns, "--watch", "1") as tr:
                 # still open when it crosses the threshold, however slow the start
-                tr.wait_for(lambda r: any(x["event"] == "watch" for x in r), 20,
+                # the server's CLOSE_WAIT (the client's orphaned FIN_WAIT2 is watched too)
+                sp = first["server_port"]
+                tr.wait_for(lambda r: any(x["event"] == "watch" and x["lport"] == sp for x in r), 20,
                             "the old CLOSE_WAIT socket to cross --watch 1")
                 held.resume(first["server_pid"])
-                recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] for x in r),
+                recs = tr.wait_for(lambda r: any(x["event"] == "watch" and x["closed"] and
+                                                 x["lport"] == sp for x in r),
                                    dwell_left(t_first, leak) + 20, "the old CLOSE_WAIT socket's close")
-                w = [x for x in recs if x["event"] == "watch"]
+                w = [x for x in recs if x["event"] == "watch" and x["lport"] == sp]
                 crossed = [x for x in w if not x["closed"]]
                 check(len(crossed) == 1 and crossed[0]["age_at_least"], "watch %s" % w)
                 check(crossed[0]["pid"] == first["server_pid"], "owner %s" % crossed[0])
@@ -1501,6 +1705,78 @@ def t_watch_existing():
         finally:
             if p.poll() is None:
                 p.kill()
+
+
+def t_prefork_worker_owner():
+    # pre-forked workers accept from their parent's listener, which exists
+    # before tracing starts: each accepted connection belongs to the
+    # worker whose accept() returned it (records, --watch, -p)
+    with Netns("prefork") as ns:
+        leak = 4000
+        wait_file = "/tmp/ct-prefork-go-%d" % os.getpid()
+        if os.path.exists(wait_file):
+            os.unlink(wait_file)
+        p = subprocess.Popen(ns.cmd([Ctx.bin("ctscen"), "prefork", "--leak-ms", str(leak),
+                                     "--wait-file", wait_file]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = json.loads(p.stdout.readline())
+            w1, w2 = first["worker_pids"]
+            with paused(p.pid, w1, w2, first["client_pid"]) as held, \
+                    traced(ns, "--watch", "1") as tr, Tracer(["-p", str(w1), "--watch", "1"]) as tp, \
+                    traced(ns, "--watch", "1", "--no-syscalls") as tn:
+                open(wait_file, "w").close()
+                held.resume()
+                out, err = p.communicate(timeout=60)
+                check(p.returncode == 0, "ctscen failed: %s" % err)
+                s = json.loads(out.strip().splitlines()[-1])
+                check(s["reset_worker_read"] == "reset" and s["leak_worker_read"] == "eof"
+                      and s["close_wait_seen"], "scenario %s" % s)
+                sp = s["server_port"]
+                recs = tr.wait_for(lambda r: len(closes(r, lport=sp)) >= 2 and any(
+                    x["event"] == "watch" and x.get("closed") for x in r), 15,
+                    "both workers' closes and the watch report of the leak")
+                rst = one(closes(recs, lport=sp, rport=s["reset_port"]), "reset connection")
+                check(rst["pid"] == s["reset_worker_pid"] and rst["comm"] == s["reset_worker_comm"],
+                      "reset connection owned by %s/%s, worker %s (parent %s)" %
+                      (rst["pid"], rst["comm"], s["reset_worker_pid"], s["parent_pid"]))
+                check(rst["initiator"] == "remote-reset" and rst["accepted"], "reset record %s" % rst)
+                lk = one(closes(recs, lport=sp, rport=s["leak_port"]), "leaked connection")
+                check(lk["pid"] == s["leak_worker_pid"] and lk["comm"] == s["leak_worker_comm"],
+                      "leaked connection owned by %s/%s, worker %s" %
+                      (lk["pid"], lk["comm"], s["leak_worker_pid"]))
+                check(lk["initiator"] == "remote" and "CLOSE_WAIT" in lk["states"], "leak %s" % lk)
+                w = [x for x in recs if x["event"] == "watch" and x["lport"] == sp]
+                crossed = [x for x in w if not x["closed"]]
+                check(len(crossed) == 1 and crossed[0]["rport"] == s["leak_port"] and
+                      crossed[0]["state"] == "CLOSE_WAIT", "watch reports %s" % w)
+                check(crossed[0]["pid"] == s["leak_worker_pid"] and
+                      crossed[0]["comm"] == s["leak_worker_comm"],
+                      "--watch names %s/%s, worker %s" % (crossed[0]["pid"], crossed[0]["comm"],
+                                                          s["leak_worker_pid"]))
+                # without the accept() hooks --watch asks /proc who holds the socket
+                nrecs = tn.wait_for(lambda r: any(x["event"] == "watch" and x["lport"] == sp
+                                                  for x in r), 10, "--no-syscalls watch report")
+                nw = [x for x in nrecs if x["event"] == "watch" and x["lport"] == sp]
+                check(nw[0]["pid"] == s["leak_worker_pid"] and
+                      nw[0]["comm"] == s["leak_worker_comm"], "--no-syscalls --watch: %s" % nw[0])
+                tn.stop()
+                # -p worker 1: its own connection, not its sibling's
+                precs = tp.wait_for(lambda r: len(closes(r)) >= 1, 10, "-p worker1's close")
+                time.sleep(0.5)
+                precs = tp.parsed()
+                check([c["rport"] for c in closes(precs)] == [s["reset_port"]],
+                      "-p %d: closes %s" % (w1, summarize(closes(precs))))
+                check(not [x for x in precs if x["event"] == "watch"],
+                      "-p %d --watch reported another process's socket: %s" %
+                      (w1, [x for x in precs if x["event"] == "watch"]))
+                tp.stop()
+                tr.stop()
+        finally:
+            if p.poll() is None:
+                p.kill()
+            if os.path.exists(wait_file):
+                os.unlink(wait_file)
 
 
 # test_sockdiag's checks of a bound-only socket: inet_diag lists those only
@@ -1621,7 +1897,7 @@ INTEGRATION = [
     t_linger0_reset, t_unread_data_reset, t_close_wait_duration, t_ipv6,
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
     t_timewait_not_created, t_timewait_netns_exit, t_timewait_syn_kill,
-    t_timewait_fin_wait2_timeout, t_retransmission_timeout,
+    t_timewait_fin_wait2_timeout, t_retransmission_timeout, t_tfo_syn_recv_deaths,
     t_keepalive_timeout, t_listener_closed_child_reset, t_abort_on_data,
     t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
     t_states_mode,
@@ -1633,7 +1909,10 @@ INTEGRATION = [
     t_write_stdout_pipe, t_fuzz_reader_smoke, t_fuzz_regressions, t_tw_reuse_check,
     t_methods_basic, t_method_shutdown, t_method_exit_and_kill, t_method_linger_wait,
     t_close_deferred_inherited, t_bind_conflict_timewait, t_bind_conflict_held_port,
-    t_why_busy_errors, t_watch_close_wait, t_watch_existing, t_sockdiag_holders,
+    t_why_busy_errors, t_watch_close_wait, t_watch_orphan_fin_wait2, t_watch_netns_filter,
+    t_watch_existing,
+    t_prefork_worker_owner,
+    t_sockdiag_holders,
     t_sockdiag_bound_only, t_bench_smoke, t_stress_accounting, t_stress_tables_full,
 ]
 PARALLEL = {t_timewait_expiry}

@@ -122,6 +122,7 @@ static int choose_programs(struct closetrace_bpf *skel, const struct ct_features
 	struct bpf_program *per_syscall[] = {
 		skel->progs.handle_close_enter, skel->progs.handle_bind_exit,
 		skel->progs.handle_listen_exit, skel->progs.handle_connect_exit,
+		skel->progs.handle_accept_exit, skel->progs.handle_accept4_exit,
 	};
 	bool each_syscall;
 	struct {
@@ -253,6 +254,10 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	ro->nr_bind = SYS_bind;
 	ro->nr_listen = SYS_listen;
 	ro->nr_connect = SYS_connect;
+#ifdef SYS_accept /* not on every architecture (accept4 only) */
+	ro->nr_accept = SYS_accept;
+#endif
+	ro->nr_accept4 = SYS_accept4;
 	ro->wakeup_bytes = WAKEUP_BYTES;
 	if (hz)
 		ro->hz = hz;
@@ -367,13 +372,55 @@ static void seed_watch(struct pipeline *p, const struct ct_options *o)
 		target = o->netns;
 	if (!target || target == own) {
 		watch_seed(p->watch, -1, own, o->pid);
+		watch_set_netns(p->watch, -1, own);
 		return;
 	}
 	fd = netns_open(target, o->pid);
 	if (fd < 0)
 		return;
 	watch_seed(p->watch, fd, target, o->pid);
-	close(fd);
+	watch_set_netns(p->watch, fd, target); /* kept for every tick */
+}
+
+/*
+ * --watch: the tws map and where its values (struct tw_info) keep what
+ * --watch needs, read from the BPF object's BTF (the layout is the kernel
+ * side's own).
+ */
+static void watch_timewait_layout(struct closetrace_bpf *skel, struct watch *w)
+{
+	struct watch_tw_layout l = { .fd = -1, .off_conn_id = -1, .off_start_ns = -1,
+				     .off_fw2_ns = -1, .off_pid = -1, .off_comm = -1 };
+	struct btf *btf = bpf_object__btf(skel->obj);
+	const struct btf_member *m;
+	const struct btf_type *t;
+	int id;
+
+	id = btf ? btf__find_by_name_kind(btf, "tw_info", BTF_KIND_STRUCT) : -1;
+	t = id > 0 ? btf__type_by_id(btf, id) : NULL;
+	if (!t)
+		return;
+	m = btf_members(t);
+	for (int i = 0; i < btf_vlen(t); i++, m++) {
+		const char *name = btf__name_by_offset(btf, m->name_off);
+		int off = (int)(btf_member_bit_offset(t, i) / 8);
+
+		if (!name)
+			continue;
+		if (!strcmp(name, "conn_id"))
+			l.off_conn_id = off;
+		else if (!strcmp(name, "start_ns"))
+			l.off_start_ns = off;
+		else if (!strcmp(name, "fw2_ns"))
+			l.off_fw2_ns = off;
+		else if (!strcmp(name, "pid"))
+			l.off_pid = off;
+		else if (!strcmp(name, "comm"))
+			l.off_comm = off;
+	}
+	l.fd = bpf_map__fd(skel->maps.tws);
+	l.value_size = bpf_map__value_size(skel->maps.tws);
+	watch_set_timewait(w, &l);
 }
 
 static int handle_record(void *ctx, void *data, size_t len)
@@ -678,6 +725,8 @@ int main(int argc, char **argv)
 			goto cleanup;
 		}
 		next_watch = start;
+		watch_timewait_layout(skel, p.watch);
+		watch_set_options(p.watch, &opts);
 		seed_watch(&p, &opts);
 	}
 	if (opts.duration)

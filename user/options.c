@@ -73,7 +73,8 @@ static const struct argp_option option_table[] = {
 	{ "watch", OPT_WATCH, "SECONDS", 0,
 	  "Report sockets in CLOSE_WAIT or FIN_WAIT2 longer than this (and when they close)", 2 },
 	{ "no-syscalls", OPT_NO_SYSCALLS, NULL, 0,
-	  "Do not trace close()/bind()/listen()/connect(): no close-deferred or bind-conflict events", 2 },
+	  "Do not trace close()/bind()/listen()/connect()/accept(): no close-deferred or bind-conflict "
+	  "events, accepted sockets keep their listener's owner until closed", 2 },
 	{ NULL, 0, NULL, 0, "Recording:", 3 },
 	{ "write", 'w', "FILE", 0, "Record to FILE (- for stdout) instead of printing", 3 },
 	{ "read", 'r', "FILE", 0, "Replay a recording (no root or BPF needed)", 3 },

@@ -35,6 +35,8 @@ struct port_socket {
 	uint32_t uid;
 	/* idiag_expires: ms until the timer fires; for a timewait socket, until it goes */
 	uint32_t expires_ms;
+	/* the socket cookie (a timewait socket's is its full socket's: inet_twsk_alloc()) */
+	uint64_t cookie;
 };
 
 enum port_class {

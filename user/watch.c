@@ -4,7 +4,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <bpf/bpf.h>
+#include "filter.h"
 #include "holders.h"
 #include "sockdiag.h"
 #include "watch.h"
@@ -21,6 +23,8 @@ struct watched {
 	bool at_least;		/* since is only a lower bound */
 	bool reported;		/* crossed the threshold, said so */
 	bool seen;		/* still in the map at the last tick */
+	bool tw;		/* an orphaned FIN_WAIT2 in a timewait socket (sock_diag) */
+	bool due;		/* crossed the threshold this tick: to be reported */
 };
 
 struct watch {
@@ -29,6 +33,11 @@ struct watch {
 	void *ctx;
 	struct watched *w;
 	size_t n, cap;
+	struct watch_tw_layout tw;
+	int netns_fd;
+	uint32_t netns_ino;
+	bool scan_ns;		/* watch_set_netns() was called */
+	const struct ct_options *opts; /* the run's filters (-p, --netns, ports, family) */
 };
 
 struct watch *watch_new(uint64_t threshold_ns, uint64_t now_ns, explain_emit_fn emit, void *ctx)
@@ -42,13 +51,34 @@ struct watch *watch_new(uint64_t threshold_ns, uint64_t now_ns, explain_emit_fn 
 	w->next_count = now_ns + (threshold_ns > COUNT_EVERY_MIN_NS ? threshold_ns : COUNT_EVERY_MIN_NS);
 	w->emit = emit;
 	w->ctx = ctx;
+	w->tw.fd = -1;
+	w->netns_fd = -1;
 	return w;
+}
+
+void watch_set_timewait(struct watch *w, const struct watch_tw_layout *l)
+{
+	w->tw = *l;
+}
+
+void watch_set_options(struct watch *w, const struct ct_options *o)
+{
+	w->opts = o;
+}
+
+void watch_set_netns(struct watch *w, int netns_fd, uint32_t netns_ino)
+{
+	w->netns_fd = netns_fd;
+	w->netns_ino = netns_ino;
+	w->scan_ns = true;
 }
 
 void watch_free(struct watch *w)
 {
 	if (!w)
 		return;
+	if (w->netns_fd >= 0)
+		close(w->netns_fd);
 	free(w->w);
 	free(w);
 }
@@ -73,6 +103,8 @@ static void drop(struct watch *w, size_t i)
 	w->w[i] = w->w[--w->n];
 }
 
+static bool entry_wanted(const struct watch *w, const struct watched *e);
+
 void watch_add_existing(struct watch *w, const struct ct_tuple *t, uint8_t state, uint32_t pid,
 			const char *comm)
 {
@@ -87,6 +119,8 @@ void watch_add_existing(struct watch *w, const struct ct_tuple *t, uint8_t state
 	e->pid = pid;
 	if (comm)
 		memcpy(e->comm, comm, strnlen(comm, CT_COMM_LEN));
+	if (!entry_wanted(w, e))
+		w->n--; /* the one add() gave */
 }
 
 int watch_seed(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid)
@@ -115,7 +149,7 @@ int watch_seed(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid)
 				      .lport = ps->lport, .rport = ps->rport };
 		int nh = 0;
 
-		/* a FIN_WAIT2 kept in a timewait socket ends by itself */
+		/* a FIN_WAIT2 kept in a timewait socket: every tick looks (scan_orphans()) */
 		if (port_socket_class(ps) == PORT_TIMEWAIT || !ps->inode)
 			continue;
 		if (scan.h)
@@ -153,10 +187,24 @@ static void fill(struct ct_record *r, const struct watched *e, uint8_t kind, uin
 		r->flags |= CT_F_AGE_AT_LEAST;
 }
 
+/*
+ * The run's filters: the kernel side's table holds every socket it tracks,
+ * also other processes' (-p) and other namespaces' (--netns).
+ */
+static bool entry_wanted(const struct watch *w, const struct watched *e)
+{
+	struct ct_record r;
+
+	if (!w->opts)
+		return true;
+	fill(&r, e, CT_REC_WATCH, e->since);
+	return record_wanted(w->opts, &r);
+}
+
 static struct watched *find_conn(struct watch *w, uint64_t conn_id, size_t *idx)
 {
 	for (size_t i = 0; i < w->n; i++)
-		if (w->w[i].conn_id == conn_id && conn_id) {
+		if (w->w[i].conn_id == conn_id && conn_id && !w->w[i].tw) {
 			*idx = i;
 			return &w->w[i];
 		}
@@ -206,7 +254,6 @@ static void count_per_process(struct watch *w, uint64_t now)
 static void consider(struct watch *w, const struct ct_sock *s, uint64_t now)
 {
 	struct watched *e;
-	struct ct_record r;
 	size_t idx;
 
 	if (!s->conn_id || (s->state != TCP_CLOSE_WAIT && s->state != TCP_FIN_WAIT2) || !s->state_ts ||
@@ -223,13 +270,14 @@ static void consider(struct watch *w, const struct ct_sock *s, uint64_t now)
 		e->pid = s->pid;
 		memcpy(e->comm, s->comm, CT_COMM_LEN);
 		e->state = s->state;
+		if (!entry_wanted(w, e)) {
+			w->n--; /* the one add() gave */
+			return;
+		}
 	}
 	e->seen = true;
-	if (!e->reported) {
-		e->reported = true;
-		fill(&r, e, CT_REC_WATCH, now);
-		w->emit(w->ctx, &r);
-	}
+	if (!e->reported)
+		e->due = true;
 }
 
 #define BATCH 1024
@@ -289,30 +337,209 @@ static void scan_slots(struct watch *w, const struct ct_sock *slots, size_t n, u
 	}
 }
 
+static bool same_tuple(const struct ct_tuple *a, const struct ct_tuple *b)
+{
+	return a->netns == b->netns && a->family == b->family && a->lport == b->lport &&
+	       a->rport == b->rport && !memcmp(a->laddr, b->laddr, 16) && !memcmp(a->raddr, b->raddr, 16);
+}
+
+/* what the kernel side knows of a timewait socket: its owner and when its FIN_WAIT2 began */
+static bool tw_known(struct watch *w, uint64_t cookie, struct watched *e)
+{
+	static uint8_t *val;
+	static size_t val_size;
+	uint64_t start, fw2 = 0;
+
+	if (w->tw.fd < 0 || !cookie || w->tw.off_start_ns < 0 || w->tw.off_pid < 0 ||
+	    w->tw.off_comm < 0)
+		return false;
+	if (val_size < w->tw.value_size) {
+		uint8_t *p = realloc(val, w->tw.value_size);
+
+		if (!p)
+			return false;
+		val = p;
+		val_size = w->tw.value_size;
+	}
+	if (bpf_map_lookup_elem(w->tw.fd, &cookie, val))
+		return false;
+	memcpy(&start, val + w->tw.off_start_ns, sizeof(start));
+	if (w->tw.off_fw2_ns >= 0)
+		memcpy(&fw2, val + w->tw.off_fw2_ns, sizeof(fw2));
+	if (w->tw.off_conn_id >= 0)
+		memcpy(&e->conn_id, val + w->tw.off_conn_id, sizeof(e->conn_id));
+	memcpy(&e->pid, val + w->tw.off_pid, sizeof(e->pid));
+	memcpy(e->comm, val + w->tw.off_comm, CT_COMM_LEN);
+	/* the FIN_WAIT2 began in the full socket (fw2_ns) before it was parked */
+	e->since = start > fw2 ? start - fw2 : start;
+	return true;
+}
+
+/*
+ * Orphaned FIN_WAIT2 sockets: after close(), tcp_time_wait(sk,
+ * TCP_FIN_WAIT2, tmo) parks the connection in a timewait socket while it
+ * waits for the peer's FIN, and the full socket goes to CLOSE: no longer in
+ * the kernel side's socket table.  inet_diag reports a timewait socket
+ * under its tw_substate, so a dump for FIN_WAIT2 has them (PORT_TIMEWAIT)
+ * beside full FIN_WAIT2 sockets (watched through the table).  Returns
+ * false when the dump failed (nothing is known this tick).
+ */
+static bool scan_orphans(struct watch *w, uint64_t now)
+{
+	struct port_report rep;
+
+	if (!w->scan_ns || sockdiag_states(1u << TCP_FIN_WAIT2, w->netns_fd, &rep))
+		return false;
+	for (int i = 0; i < rep.n; i++) {
+		const struct port_socket *ps = &rep.socks[i];
+		struct ct_tuple t = { .netns = w->netns_ino, .family = ps->family,
+				      .lport = ps->lport, .rport = ps->rport };
+		struct watched *e = NULL, probe = { 0 };
+
+		if (port_socket_class(ps) != PORT_TIMEWAIT || ps->state != TCP_FIN_WAIT2)
+			continue;
+		memcpy(t.laddr, ps->laddr, 16);
+		memcpy(t.raddr, ps->raddr, 16);
+		for (size_t j = 0; j < w->n && !e; j++)
+			if (w->w[j].tw && same_tuple(&w->w[j].t, &t))
+				e = &w->w[j];
+		if (!e) {
+			/* older than tracing (or not known): its age is at least the time since */
+			if (!tw_known(w, ps->cookie, &probe)) {
+				probe.since = w->start;
+				probe.at_least = true;
+			}
+			probe.t = t;
+			probe.state = TCP_FIN_WAIT2;
+			probe.tw = true;
+			if (!entry_wanted(w, &probe))
+				continue;
+			e = add(w);
+			if (!e)
+				break;
+			*e = probe;
+		}
+		e->seen = true;
+		if (!e->reported && now >= e->since && now - e->since >= w->threshold)
+			e->due = true;
+	}
+	port_report_free(&rep);
+	return true;
+}
+
+/*
+ * Owners the kernel side did not know (an accepted socket without the
+ * accept() hooks: --classic-tracepoints, --no-syscalls): who holds the
+ * socket now, as ss -p says, for those about to be reported; one sock_diag
+ * dump and one bounded /proc scan for all of them.
+ */
+static void resolve_owners(struct watch *w)
+{
+	struct port_report rep;
+	struct holder_scan scan = { 0 };
+	uint64_t *ino;
+	int n_ino = 0;
+	size_t want = 0;
+
+	for (size_t i = 0; i < w->n; i++)
+		want += w->w[i].due && !w->w[i].pid && !w->w[i].tw;
+	if (!want || !w->scan_ns ||
+	    sockdiag_states((1u << TCP_CLOSE_WAIT) | (1u << TCP_FIN_WAIT2), w->netns_fd, &rep))
+		return;
+	ino = calloc(w->n, sizeof(*ino));
+	for (size_t i = 0; ino && i < w->n; i++) {
+		struct watched *e = &w->w[i];
+
+		if (!e->due || e->pid || e->tw)
+			continue;
+		for (int j = 0; j < rep.n; j++) {
+			const struct port_socket *ps = &rep.socks[j];
+			struct ct_tuple t = { .netns = w->netns_ino, .family = ps->family,
+					      .lport = ps->lport, .rport = ps->rport };
+
+			memcpy(t.laddr, ps->laddr, 16);
+			memcpy(t.raddr, ps->raddr, 16);
+			if (ps->inode && same_tuple(&t, &e->t)) {
+				ino[i] = ps->inode;
+				n_ino++;
+				break;
+			}
+		}
+	}
+	if (n_ino) {
+		uint64_t *list = calloc(n_ino, sizeof(*list));
+		int k = 0;
+
+		for (size_t i = 0; list && i < w->n; i++)
+			if (ino[i])
+				list[k++] = ino[i];
+		if (list && !holders_find(list, k, 4096, 0, &scan)) {
+			for (size_t i = 0; i < w->n; i++) {
+				const struct holder *h;
+				int nh = 0;
+
+				if (!ino[i] || !(h = holders_of(&scan, ino[i], &nh)))
+					continue;
+				w->w[i].pid = h->pid;
+				memset(w->w[i].comm, 0, CT_COMM_LEN);
+				memcpy(w->w[i].comm, h->comm, strnlen(h->comm, CT_COMM_LEN));
+			}
+			holder_scan_free(&scan);
+		}
+		free(list);
+	}
+	free(ino);
+	port_report_free(&rep);
+}
+
 void watch_tick(struct watch *w, int socks_fd, const struct ct_sock *slots, size_t n, uint64_t now)
 {
 	struct ct_record r;
+	bool scanned;
 
 	for (size_t i = 0; i < w->n; i++)
-		w->w[i].seen = w->w[i].at_least; /* existing ones are not in the map */
+		w->w[i].seen = w->w[i].at_least && !w->w[i].tw; /* existing ones are not in the map */
 	scan_map(w, socks_fd, now);
 	if (slots)
 		scan_slots(w, slots, n, now);
+	scanned = scan_orphans(w, now);
 	for (size_t i = 0; i < w->n; i++) {
 		struct watched *e = &w->w[i];
 
-		if (e->at_least && !e->reported && now - e->since >= w->threshold) {
-			e->reported = true;
+		if (e->tw && !scanned)
+			e->seen = true; /* not looked at this time */
+		if (e->at_least && !e->tw && !e->reported && now - e->since >= w->threshold)
+			e->due = true;
+	}
+	resolve_owners(w);
+	for (size_t i = 0; i < w->n; i++) {
+		struct watched *e = &w->w[i];
+
+		if (!e->due)
+			continue;
+		e->due = false;
+		e->reported = true;
+		fill(&r, e, CT_REC_WATCH, now);
+		w->emit(w->ctx, &r);
+	}
+	/*
+	 * Gone from the map without a close record we saw: forget them.  An
+	 * orphaned FIN_WAIT2 gone from the dump got the peer's FIN (TIME_WAIT
+	 * now) or ended: the connection is over, said if it was reported.
+	 */
+	for (size_t i = 0; i < w->n;) {
+		struct watched *e = &w->w[i];
+
+		if (e->seen) {
+			i++;
+			continue;
+		}
+		if (e->tw && e->reported) {
 			fill(&r, e, CT_REC_WATCH, now);
+			r.flags |= CT_F_WATCH_CLOSED;
 			w->emit(w->ctx, &r);
 		}
-	}
-	/* gone from the map without a close record we saw: forget them */
-	for (size_t i = 0; i < w->n;) {
-		if (!w->w[i].seen)
-			drop(w, i);
-		else
-			i++;
+		drop(w, i);
 	}
 	if (now >= w->next_count) {
 		count_per_process(w, now);
@@ -330,12 +557,15 @@ void watch_record(struct watch *w, const struct ct_record *r)
 {
 	struct ct_record out;
 
-	if (r->kind != CT_REC_CLOSE)
+	if (r->kind != CT_REC_CLOSE && r->kind != CT_REC_TIMEWAIT)
 		return;
 	for (size_t i = 0; i < w->n; i++) {
 		struct watched *e = &w->w[i];
 
-		if (e->conn_id ? e->conn_id != r->conn_id : !same_conn(e, r))
+		/* an orphaned FIN_WAIT2 ends with its timewait socket */
+		if (e->tw != (r->kind == CT_REC_TIMEWAIT))
+			continue;
+		if (e->conn_id && !e->tw ? e->conn_id != r->conn_id : !same_conn(e, r))
 			continue;
 		if (e->reported) {
 			fill(&out, e, CT_REC_WATCH, r->ts_ns);

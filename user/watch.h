@@ -15,6 +15,7 @@
 #include "explain.h"
 
 struct watch;
+struct ct_options;
 
 struct watch *watch_new(uint64_t threshold_ns, uint64_t now_ns, explain_emit_fn emit, void *ctx);
 void watch_free(struct watch *w);
@@ -32,6 +33,31 @@ void watch_add_existing(struct watch *w, const struct ct_tuple *t, uint8_t state
  * those of pid when pid is not 0.  Returns how many were added.
  */
 int watch_seed(struct watch *w, int netns_fd, uint32_t netns_ino, uint32_t pid);
+
+/*
+ * Where the kernel side keeps timewait sockets (the tws map, keyed by
+ * cookie) and where the fields of its values are (from the BPF object's
+ * BTF, so that the layout stays the kernel side's own): the owner and
+ * start of an orphaned FIN_WAIT2 parked in a timewait socket.  Offsets
+ * are -1 when unknown; fd -1 when there is no such map.
+ */
+struct watch_tw_layout {
+	int fd;
+	size_t value_size;
+	int off_conn_id, off_start_ns, off_fw2_ns, off_pid, off_comm;
+};
+
+void watch_set_timewait(struct watch *w, const struct watch_tw_layout *l);
+
+/* only sockets that the run's filters let through (-p, --netns, ports, family) */
+void watch_set_options(struct watch *w, const struct ct_options *o);
+
+/*
+ * The namespace to look for orphaned FIN_WAIT2 sockets (sock_diag:
+ * timewait sockets in substate FIN_WAIT2) and unknown owners in, every
+ * tick: netns_fd (the watch closes it; negative: our own) and its inode.
+ */
+void watch_set_netns(struct watch *w, int netns_fd, uint32_t netns_ino);
 
 /*
  * Look at the kernel side's sockets now: the socks map (fd) and the

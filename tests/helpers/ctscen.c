@@ -3340,6 +3340,157 @@ static void scen_keepalive(void)
 
 static void run_hold(void) { scen_basic(M_CW, 1); }
 
+/* ---- prefork: workers accept from their parent's listener ---- */
+
+#define PREFORK_START_MS 300000 /* the test may hold us (SIGSTOP) while a tracer starts */
+
+static int g_prefork_lfd = -1;
+
+/*
+ * One worker: named ct-workerN, accepts one connection when told, reads
+ * until the peer's RST (closes at once) or FIN (then leaks the socket in
+ * CLOSE_WAIT for --leak-ms before closing it).
+ */
+static void prefork_worker(const void *arg)
+{
+	char name[16], line[128];
+	long long t;
+	int fd, r;
+
+	snprintf(name, sizeof(name), "ct-worker%d", *(const int *)arg);
+	prctl(PR_SET_NAME, name);
+	cmd_get(line, sizeof(line), PREFORK_START_MS);
+	if (!strcmp(line, "exit"))
+		return;
+	if (strcmp(line, "accept"))
+		die("expected command 'accept', got '%s'", line);
+	fd = do_accept(g_prefork_lfd, STEP_MS);
+	rep("accepted", "%d", sock_port(fd, 1));
+	read_exact(fd, sizeof(hello) - 1, 5000);
+	rep("srv_data", "%d", (int)sizeof(hello) - 1);
+	r = read_to_eof(fd, STEP_MS);
+	t = now_ns();
+	rep("read_end", "%s", r == 0 ? "eof" : r == ECONNRESET ? "reset" : strerror(r));
+	rep("read_end_ns", "%lld", t);
+	if (r == 0)
+		sleep_ms(g_leak_ms);
+	t = now_ns();
+	close(fd);
+	rep("close_ns", "%lld", t);
+	cmd_wait("exit", STEP_MS + g_leak_ms);
+}
+
+/* the peer of both connections: connect, then an RST (SO_LINGER {1,0}) or a FIN */
+static void prefork_client(const void *arg)
+{
+	struct linger lg = { 1, 0 };
+	char line[128];
+	long long t, t2;
+	int fd = -1, timeout = PREFORK_START_MS;
+
+	(void)arg;
+	for (;;) {
+		cmd_get(line, sizeof(line), timeout);
+		timeout = STEP_MS + g_leak_ms;
+		if (!strcmp(line, "exit"))
+			return;
+		if (!strcmp(line, "connect")) {
+			fd = do_connect(0, &t, &t2);
+			rep("client_port", "%d", sock_port(fd, 0));
+			write_all(fd, hello, sizeof(hello) - 1);
+		} else if (!strcmp(line, "reset") || !strcmp(line, "close")) {
+			if (line[0] == 'r' && setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)))
+				die("SO_LINGER: %s", strerror(errno));
+			t = now_ns();
+			close(fd);
+			rep("client_close_ns", "%lld", t);
+		} else {
+			die("unknown command '%s'", line);
+		}
+	}
+}
+
+static void scen_prefork(void)
+{
+	static const int one = 1, two = 2;
+	struct chan *w1, *w2, *cli;
+	long long deadline, rst_ns, w1_end_ns, w2_eof_ns, w2_close_ns;
+	int sport, rst_port, leak_port, a1, a2, cw;
+	char *w1_read, *w2_read;
+	pid_t w1pid, w2pid, cpid;
+	struct stat st;
+
+	/* the parent listens; the workers it forks accept (nginx, gunicorn, Apache prefork) */
+	g_prefork_lfd = mk_listener(g_port);
+	sport = sock_port(g_prefork_lfd, 0);
+	w1 = spawn("worker1", prefork_worker, &one);
+	w2 = spawn("worker2", prefork_worker, &two);
+	cli = spawn("client", prefork_client, NULL);
+	w1pid = w1->pid;
+	w2pid = w2->pid;
+	cpid = cli->pid;
+	printf("{\"parent_pid\":%d,\"worker_pids\":[%d,%d],\"client_pid\":%d,\"server_port\":%d}\n",
+	       (int)getpid(), (int)w1pid, (int)w2pid, (int)cpid, sport);
+	fflush(stdout);
+	deadline = now_ns() + PREFORK_START_MS * 1000000LL;
+	while (g_wait_file && stat(g_wait_file, &st) < 0) {
+		if (now_ns() > deadline)
+			die("wait-file %s did not appear", g_wait_file);
+		sleep_ms(10);
+	}
+
+	/* worker 1's connection: reset by the peer */
+	cmd_send(w1, "accept");
+	cmd_send(cli, "connect");
+	rst_port = (int)kv_ll(cli, "client_port", STEP_MS);
+	a1 = (int)kv_ll(w1, "accepted", STEP_MS);
+	kv_ll(w1, "srv_data", STEP_MS);
+	cmd_send(cli, "reset");
+	rst_ns = kv_ll(cli, "client_close_ns", STEP_MS);
+	w1_read = kv_get(w1, "read_end", STEP_MS);
+	w1_end_ns = kv_ll(w1, "read_end_ns", STEP_MS);
+	kv_ll(w1, "close_ns", STEP_MS);
+
+	/* worker 2's: the peer closes, the worker leaks it in CLOSE_WAIT */
+	cmd_send(w2, "accept");
+	cmd_send(cli, "connect");
+	leak_port = (int)kv_ll(cli, "client_port", STEP_MS);
+	a2 = (int)kv_ll(w2, "accepted", STEP_MS);
+	kv_ll(w2, "srv_data", STEP_MS);
+	cmd_send(cli, "close");
+	kv_ll(cli, "client_close_ns", STEP_MS);
+	w2_read = kv_get(w2, "read_end", STEP_MS);
+	w2_eof_ns = kv_ll(w2, "read_end_ns", STEP_MS);
+	cw = diag_wait(sport, leak_port, ST_CLOSE_WAIT, 1000, NULL);
+	w2_close_ns = kv_ll(w2, "close_ns", STEP_MS + g_leak_ms);
+	if (a1 != rst_port || a2 != leak_port)
+		die("workers accepted ports %d/%d, client made %d/%d", a1, a2, rst_port, leak_port);
+	finish_children();
+	close(g_prefork_lfd);
+
+	jbegin();
+	jll("parent_pid", getpid());
+	jll("client_pid", cpid);
+	jll("server_port", sport);
+	jll("reset_worker_pid", w1pid);
+	jstr("reset_worker_comm", "ct-worker1");
+	jll("reset_port", rst_port);
+	jll("reset_ns", rst_ns);
+	jstr("reset_worker_read", w1_read);
+	jll("reset_seen_ns", w1_end_ns);
+	jll("leak_worker_pid", w2pid);
+	jstr("leak_worker_comm", "ct-worker2");
+	jll("leak_port", leak_port);
+	jstr("leak_worker_read", w2_read);
+	jll("leak_eof_ns", w2_eof_ns);
+	jll("leak_close_ns", w2_close_ns);
+	jll("leak_ms", g_leak_ms);
+	jbool("close_wait_seen", cw);
+	jend();
+	free(w1_read);
+	free(w2_read);
+}
+
 static const struct scenario {
 	const char *name;
 	void (*run)(void);
@@ -3370,6 +3521,7 @@ static const struct scenario {
 	{ "listener-exit", scen_listener_exit },
 	{ "abort-on-data", scen_abort_on_data },
 	{ "keepalive", scen_keepalive },
+	{ "prefork", scen_prefork },
 };
 
 static void usage(FILE *f)
@@ -3382,11 +3534,12 @@ static void usage(FILE *f)
 		"              [--linger S] [--peer-acks|--peer-silent]  (linger-wait)\n"
 		"              [--hold-ms M]  (inherit, held-port)\n"
 		"              [--leak-ms M] [--first-line]  (close-wait-leak)\n"
+		"              [--leak-ms M]  (prefork)\n"
 		"              [--first-reuseaddr]  (restart)\n"
 		"scenarios: client-first server-first simultaneous linger0 unread\n"
 		"           close-wait tw-reuse tw-rst tw-expire two-closes hold\n"
 		"           reuse-churn shutdown killed exit linger-wait inherit\n"
-		"           restart held-port close-wait-leak reconnect\n"
+		"           restart held-port close-wait-leak reconnect prefork\n"
 		"           listener-closed listener-exit abort-on-data keepalive\n"
 		"internal:  inherit-child --hold-ms M [--report-fd N]\n");
 }
@@ -3443,7 +3596,7 @@ int main(int argc, char **argv)
 		{ 'A', "--peer-acks", " linger-wait " },
 		{ 'Z', "--peer-silent", " linger-wait " },
 		{ 'H', "--hold-ms", " inherit inherit-child held-port " },
-		{ 'K', "--leak-ms", " close-wait-leak " },
+		{ 'K', "--leak-ms", " close-wait-leak prefork " },
 		{ 'F', "--first-line", " close-wait-leak " },
 		{ 'R', "--first-reuseaddr", " restart " },
 		{ 'r', "--report-fd", " inherit-child " },
@@ -3572,6 +3725,8 @@ int main(int argc, char **argv)
 		g_alarm = (unsigned)g_hold_ms / 1000 + 10;
 	else if (!strcmp(g_scen, "close-wait-leak"))
 		g_alarm += (unsigned)g_leak_ms / 1000 + 1;
+	else if (!strcmp(g_scen, "prefork"))
+		g_alarm += PREFORK_START_MS / 1000 + (unsigned)g_leak_ms / 1000 + 1;
 	g_alarm_msg_len = (size_t)snprintf(g_alarm_msg, sizeof(g_alarm_msg),
 		"ctscen: %.40s: timed out after %u s (alarm)\n", g_scen, g_alarm);
 	if (g_alarm_msg_len >= sizeof(g_alarm_msg))
@@ -3586,7 +3741,7 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 
-	if (strcmp(g_scen, "hold"))
+	if (strcmp(g_scen, "hold") && strcmp(g_scen, "prefork"))
 		wait_for_file();
 	alarm(g_alarm);
 	scen->run();
