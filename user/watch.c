@@ -211,6 +211,20 @@ static struct watched *find_conn(struct watch *w, uint64_t conn_id, size_t *idx)
 	return NULL;
 }
 
+/* a socket seeded at start (watch_add_existing()) with this 4-tuple and state */
+static struct watched *find_seeded(struct watch *w, const struct ct_tuple *t, uint8_t state)
+{
+	for (size_t i = 0; i < w->n; i++) {
+		const struct watched *e = &w->w[i];
+
+		if (!e->conn_id && !e->tw && e->state == state && e->t.netns == t->netns &&
+		    e->t.family == t->family && e->t.lport == t->lport && e->t.rport == t->rport &&
+		    !memcmp(e->t.laddr, t->laddr, 16) && !memcmp(e->t.raddr, t->raddr, 16))
+			return &w->w[i];
+	}
+	return NULL;
+}
+
 static void count_per_process(struct watch *w, uint64_t now)
 {
 	struct ct_record r;
@@ -260,7 +274,19 @@ static void consider(struct watch *w, const struct ct_sock *s, uint64_t now)
 	    now < s->state_ts || now - s->state_ts < w->threshold)
 		return;
 	e = find_conn(w, s->conn_id, &idx);
-	if (!e) {
+	if (!e && (e = find_seeded(w, &s->t, s->state))) {
+		/*
+		 * Seeded from sock_diag after the programs were attached, and
+		 * tracked by them too: one socket, known better now.
+		 */
+		e->conn_id = s->conn_id;
+		e->since = s->state_ts;
+		e->at_least = false;
+		if (s->pid) {
+			e->pid = s->pid;
+			memcpy(e->comm, s->comm, CT_COMM_LEN);
+		}
+	} else if (!e) {
 		e = add(w);
 		if (!e)
 			return;
