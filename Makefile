@@ -24,7 +24,7 @@ BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror 
 	-I$(OUTPUT) -Ivmlinux -Ibpf $(PC_CFLAGS)
 
 # user-space modules; closetrace.c holds main()
-USER_MODS := options kernel_features output correlate sysinfo procfs trace_file summary tw_reuse filter pipeline replay explain sockdiag holders watch why_busy
+USER_MODS := options kernel_features output correlate sysinfo procfs trace_file summary tw_reuse filter pipeline replay explain sockdiag holders watch why_busy inventory
 USER_OBJS := $(patsubst %,$(OUTPUT)/%.o,$(USER_MODS))
 UNIT_TESTS := $(OUTPUT)/test_units
 HELPERS := $(OUTPUT)/ctscen

@@ -1468,6 +1468,95 @@ def t_tw_reuse_check():
                                                                    p.stderr[-1000:]))
     check("PASS" in p.stdout and "FAIL" not in p.stdout, "table:\n%s" % p.stdout)
 
+# Sockets older than the tracer: N client TIME_WAITs (client closes first)
+# and K CLOSE_WAITs (the server holds them; their clients sit in orphaned
+# FIN_WAIT2 timewait sockets), made before closetrace starts.  The ground
+# truth line has the ports; the script then waits for a line on stdin to
+# close the CLOSE_WAITs, and exits.
+PREEXIST = r"""
+import json, os, socket, sys, time
+n, k = int(sys.argv[1]), int(sys.argv[2])
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(n + k + 8)
+port = ls.getsockname()[1]
+tw_ports, cw_ports, held = [], [], []
+for i in range(n + k):
+    c = socket.create_connection(("127.0.0.1", port)); a, _ = ls.accept()
+    cp = c.getsockname()[1]
+    if i < n:
+        c.close(); time.sleep(0.002); a.close(); tw_ports.append(cp)
+    else:
+        c.close(); held.append(a); cw_ports.append(cp)
+ls.close()
+print(json.dumps({"pid": os.getpid(), "server_port": port, "tw_ports": tw_ports,
+                  "cw_ports": cw_ports}), flush=True)
+sys.stdin.readline()
+for a in held:
+    a.close()
+print(json.dumps({"closed_ns": time.monotonic_ns()}), flush=True)
+"""
+
+
+def ss_count(ns, state):
+    out = ns.exec_(["ss", "-tanH", "state", state]).stdout
+    return len([l for l in out.splitlines() if l.strip()])
+
+
+def t_preexisting_sockets():
+    n, k = 60, 4
+    with Netns("preexist") as ns:
+        p = subprocess.Popen(ns.cmd(["python3", "-c", PREEXIST, str(n), str(k)]),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            truth = json.loads(p.stdout.readline())
+            check(len(truth["tw_ports"]) == n, "scenario: %s" % truth)
+            # the sockets exist before closetrace starts
+            deadline = time.time() + 10
+            while (ss_count(ns, "time-wait") < n or ss_count(ns, "fin-wait-2") < k) and \
+                    time.time() < deadline:
+                time.sleep(0.05)
+            check(ss_count(ns, "time-wait") == n and ss_count(ns, "fin-wait-2") == k and
+                  ss_count(ns, "close-wait") == k, "the scenario's sockets are not all there")
+            with traced(ns) as tr:
+                p.stdin.write("go\n")
+                p.stdin.flush()
+                json.loads(p.stdout.readline())
+                p.wait(timeout=10)
+                recs = tr.wait_for(lambda r: len(closes(r)) >= k, 10, "the CLOSE_WAIT closes")
+                # every timewait socket ends with its namespace
+                run(["ip", "netns", "del", ns.name])
+                recs = tr.wait_for(lambda r: len(tws(r)) >= n + k, 30,
+                                   "%d timewait records" % (n + k))
+                time.sleep(0.3)  # let a duplicate arrive, if there were one
+                tr.stop()
+                recs = tr.parsed()
+                stats = [r for r in recs if r["event"] == "stats"]
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for port in truth["tw_ports"] + truth["cw_ports"]:
+        t = one(tws(recs, lport=port), "timewait record of client port %d" % port)
+        check(t["preexisting"] is True, "not marked preexisting: %s" % t)
+        check(t["end"] == "netns-exit", "end %s, expected netns-exit" % t["end"])
+    for port in truth["tw_ports"]:
+        t = one(tws(recs, lport=port), "timewait record")
+        check(t["age_estimate"] is True, "TIME_WAIT age not estimated: %s" % t)
+        # made before closetrace started: at least as old as the tracer's run
+        check(t["duration_ns"] > 0 and t["duration_ns"] < 60e9, "duration %s" % t["duration_ns"])
+    for port in truth["cw_ports"]:
+        c = one(closes(recs, rport=port), "close of the CLOSE_WAIT of port %d" % port)
+        check(c["preexisting"] is True and c["initiator"] == "remote",
+              "CLOSE_WAIT close: %s" % c)
+        check(c["pid"] == truth["pid"], "owner %s != %s" % (c["pid"], truth["pid"]))
+        # the orphaned FIN_WAIT2 got its FIN: TIME_WAIT from then on
+        t = one(tws(recs, lport=port), "timewait record")
+        check("FIN_WAIT2" in t["states"] and t["initiator"] == "local",
+              "orphan's FIN_WAIT2 missing: %s" % t)
+    check(not [r for r in tws(recs) if r["lport"] not in truth["tw_ports"] + truth["cw_ports"]],
+          "timewait records of unknown sockets")
+    s = one(stats, "stats record")
+    check(s.get("preexisting", 0) >= n + 2 * k, "stats: %s" % s)
+
 
 INTEGRATION = [
     t_timewait_expiry,  # first: it takes a minute and runs alongside the rest
@@ -1475,6 +1564,7 @@ INTEGRATION = [
     t_linger0_reset, t_unread_data_reset, t_close_wait_duration, t_ipv6,
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
     t_timewait_not_created, t_timewait_netns_exit, t_timewait_syn_kill,
+    t_preexisting_sockets,
     t_timewait_fin_wait2_timeout, t_retransmission_timeout,
     t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,
     t_states_mode,

@@ -23,6 +23,7 @@
 #include "closetrace.h"
 #include "closetrace.skel.h"
 #include "explain.h"
+#include "inventory.h"
 #include "kernel_features.h"
 #include "why_busy.h"
 #include "options.h"
@@ -67,6 +68,7 @@ static void die(const char *fmt, ...)
 }
 
 static bool verbose;
+static uint64_t phase_start; /* -v: start of the current start-up phase */
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
@@ -83,6 +85,16 @@ static uint64_t now_ns(clockid_t clk)
 
 	clock_gettime(clk, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* -v: how long each start-up phase took (what delays "Tracing") */
+static void phase_done(const char *what, uint64_t *since)
+{
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+
+	if (verbose)
+		fprintf(stderr, "closetrace: start-up: %s took %.1f ms\n", what, (now - *since) / 1e6);
+	*since = now;
 }
 
 /* CAP_BPF + CAP_PERFMON (Linux 5.8+), or CAP_SYS_ADMIN */
@@ -204,8 +216,13 @@ static void size_tables(struct closetrace_bpf *skel, const struct ct_features *k
 {
 	uint32_t slots = 1;
 
-	if (!k->runtime_alloc)
+	if (!k->runtime_alloc) {
 		bpf_map__set_map_flags(skel->maps.tws, 0);
+		/* preallocated: kept small (seeds beyond it are counted, not followed) */
+		bpf_map__set_map_flags(skel->maps.tw_seeds, 0);
+	} else {
+		bpf_map__set_max_entries(skel->maps.tw_seeds, bpf_map__max_entries(skel->maps.tws));
+	}
 	bpf_map__set_max_entries(skel->maps.socks, n);
 	if (!skel->rodata->use_cookies) {
 		bpf_map__set_autocreate(skel->maps.sock_slots, false);
@@ -256,6 +273,7 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 		fprintf(stderr, "closetrace: CONFIG_HZ unknown, assuming %u\n", ro->hz);
 
 	kallsyms_lookup(timer_fns, addrs, 2);
+	phase_done("reading /proc/kallsyms", &phase_start);
 	ro->tw_timer_fn = addrs[0];
 	ro->reqsk_timer_fn = addrs[1];
 	if (!ro->tw_timer_fn) {
@@ -276,6 +294,7 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	bpf_map__set_max_entries(skel->maps.tws, tw_entries);
 	bpf_map__set_max_entries(skel->maps.rb, RINGBUF_BYTES);
 	features_probe(&k);
+	phase_done("probing kernel features", &phase_start);
 	err = choose_programs(skel, &k, o->classic_tp, !o->no_syscalls, o->old_kernel);
 	if (err)
 		return err;
@@ -368,6 +387,29 @@ static void seed_watch(struct pipeline *p, const struct ct_options *o)
 		return;
 	watch_seed(p->watch, fd, target, o->pid);
 	close(fd);
+}
+
+/*
+ * Sockets older than the tracer (inventory.c): listed once the programs are
+ * attached, so that none falls between the two, and before "Tracing": from
+ * then on, every socket is followed.
+ */
+static void take_inventory(struct closetrace_bpf *skel, const struct ct_options *o,
+			   struct pipeline *p)
+{
+	struct inventory inv;
+
+	inventory_take(o, bpf_map__fd(skel->maps.tw_seeds), bpf_map__fd(skel->maps.tws),
+		       bpf_map__value_size(skel->maps.tws), skel->rodata->use_cookies,
+		       (uint64_t *)&skel->bss->tw_seeds_left, &inv);
+	if (verbose)
+		fprintf(stderr, "closetrace: start-up: the inventory took %llu ms\n",
+			(unsigned long long)inv.ms);
+	p->out.preexisting = inv.timewait + inv.tw_fin_wait2 + inv.close_wait + inv.fin_wait2 +
+			     inv.last_ack;
+	if (p->out.preexisting || inv.netns_failed || verbose)
+		inventory_print(&inv, o->pid);
+	p->out.preexisting_lost = inv.not_followed;
 }
 
 static int handle_record(void *ctx, void *data, size_t len)
@@ -532,6 +574,7 @@ int main(int argc, char **argv)
 	const struct ct_sock *slots = NULL;
 	size_t n_slots = 0;
 	int err, pidfd = -1;
+	uint64_t t_main = now_ns(CLOCK_MONOTONIC);
 
 	if (argc > 1 && !strcmp(argv[1], "why-busy"))
 		return why_busy_main(argc - 1, argv + 1);
@@ -577,12 +620,14 @@ int main(int argc, char **argv)
 	if (opts.write_path && !strcmp(opts.write_path, "-"))
 		p.out.out = stderr;
 
+	phase_start = now_ns(CLOCK_MONOTONIC);
 	skel = closetrace_bpf__open();
 	if (!skel) {
 		err = -errno;
 		die("failed to open BPF object: %s", strerror(errno));
 		goto cleanup;
 	}
+	phase_done("opening the BPF object", &phase_start);
 	err = configure(skel, &opts);
 	if (err)
 		goto cleanup;
@@ -591,11 +636,13 @@ int main(int argc, char **argv)
 		die("failed to load BPF programs: %s (run with -v for the verifier log)", strerror(-err));
 		goto cleanup;
 	}
+	phase_done("creating maps and loading programs (verifier)", &phase_start);
 	err = closetrace_bpf__attach(skel);
 	if (err) {
 		die("failed to attach BPF programs: %s", strerror(-err));
 		goto cleanup;
 	}
+	phase_done("attaching", &phase_start);
 	if (opts.pid)
 		seed_target(skel, opts.pid);
 	if (opts.write_path) {
@@ -614,7 +661,9 @@ int main(int argc, char **argv)
 	if (p.print)
 		output_header(&p.out);
 	fflush(stdout);
+	take_inventory(skel, &opts, &p);
 	fprintf(stderr, "Tracing TCP closes%s. Hit Ctrl-C to end.\n", opts.pid ? " of one process" : "");
+	p.out.start_ms = (int64_t)(now_ns(CLOCK_MONOTONIC) - t_main) / 1000000;
 
 	start = now_ns(CLOCK_MONOTONIC);
 	next_flush = start + RECORD_FLUSH_NS;

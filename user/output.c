@@ -564,6 +564,9 @@ static void json_kind_fields(struct line *l, const struct ct_record *r)
 		put_kstr(l, "end", tw_end_name(r->tw_end));
 		put_knum(l, "duration_ns", r->tw_ns);
 		put_knum(l, "tw_sock_ns", r->tw_sock_ns);
+		put_kbool(l, "preexisting", r->flags & CT_F_PREEXISTING);
+		if (r->flags & CT_F_PREEXISTING)
+			put_kbool(l, "age_estimate", r->flags & CT_F_AGE_ESTIMATE);
 		if (r->tw_end == CT_TW_REUSED) {
 			put_knum(l, "reuse_pid", r->reuse_pid);
 			put_lit(l, ",\"reuse_comm\":");
@@ -735,6 +738,9 @@ static void table_details(struct line *l, const struct ct_record *r)
 			put_lit(l, "/");
 			put_mem(l, r->reuse_comm, strnlen(r->reuse_comm, CT_COMM_LEN));
 		}
+		if (r->flags & CT_F_PREEXISTING)
+			put_lit(l, r->flags & CT_F_AGE_ESTIMATE ? " (older than the tracer, age estimated)" :
+								  " (older than the tracer, at least)");
 		break;
 	case CT_REC_STATE:
 		put_lit(l, " ");
@@ -886,11 +892,19 @@ void output_record(const struct ct_output *o, const struct ct_record *r)
 
 void output_stats(const struct ct_output *o, const struct ct_stats *s)
 {
-	if (o->json)
+	if (o->json) {
 		fprintf(o->out,
-			"{\"event\":\"stats\",\"records\":%llu,\"lost\":%llu,\"socks_map_full\":%llu,\"tw_map_full\":%llu}\n",
+			"{\"event\":\"stats\",\"records\":%llu,\"lost\":%llu,\"socks_map_full\":%llu,\"tw_map_full\":%llu",
 			(unsigned long long)s->records, (unsigned long long)s->lost,
 			(unsigned long long)s->socks_full, (unsigned long long)s->tw_full);
+		if (o->start_ms >= 0)
+			fprintf(o->out, ",\"startup_ms\":%lld,\"preexisting\":%d,\"preexisting_untracked\":%d",
+				(long long)o->start_ms, o->preexisting, o->preexisting_lost);
+		fputs("}\n", o->out);
+	}
+	if (o->start_ms >= 0 && o->preexisting_lost)
+		fprintf(stderr, "closetrace: %d timewait sockets older than the tracer were not followed\n",
+			o->preexisting_lost);
 	if (s->lost || s->socks_full || s->tw_full)
 		fprintf(stderr,
 			"closetrace: %llu records lost (ring buffer full), %llu connections and %llu TIME_WAITs untracked (maps full)\n",

@@ -255,6 +255,7 @@ static int add_message(struct port_report *r, int *cap, const struct nlmsghdr *n
 	s.inode = m->idiag_inode;
 	s.uid = m->idiag_uid;
 	s.expires_ms = m->idiag_expires;
+	s.cookie = (uint64_t)m->id.idiag_cookie[1] << 32 | m->id.idiag_cookie[0];
 	count_socket(r, &s);
 	return keep_socket(r, cap, &s);
 }

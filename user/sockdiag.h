@@ -35,6 +35,7 @@ struct port_socket {
 	uint32_t uid;
 	/* idiag_expires: ms until the timer fires; for a timewait socket, until it goes */
 	uint32_t expires_ms;
+	uint64_t cookie;	/* idiag_cookie: the socket's cookie (sock_gen_cookie()) */
 };
 
 enum port_class {

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * Sockets older than the tracer: at start, closing sockets are listed
+ * (sock_diag) in the namespaces traced, and the timewait ones are handed to
+ * the kernel side (map tw_seeds) so that their ends are reported.
+ */
+#ifndef CT_INVENTORY_H
+#define CT_INVENTORY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "options.h"
+
+/* at most this many namespaces are looked at */
+#define INVENTORY_MAX_NETNS 4096
+
+struct inventory {
+	int netns;		/* namespaces listed */
+	int netns_failed;	/* found, but sock_diag refused or failed */
+	int timewait;		/* timewait sockets in TIME_WAIT proper */
+	int tw_fin_wait2;	/* timewait sockets in substate FIN_WAIT2 (orphans) */
+	int close_wait, fin_wait2, last_ack; /* full sockets */
+	int seeded;		/* timewait sockets handed to the kernel side */
+	int not_followed;	/* timewait sockets not followed (seed map full, or -p) */
+	int dropped;		/* beyond SOCKDIAG_MAX_SOCKETS in a namespace: not even listed */
+	uint64_t ms;		/* how long the inventory took */
+};
+
+/*
+ * Take the inventory after the programs are attached (nothing is missed in
+ * between: a socket is then seen by both, and the kernel side keeps the
+ * entry it made itself).  seeds_fd/tws_fd: the maps tw_seeds and tws,
+ * tws_value_size the size of a tws value (looked up only to test for a key).
+ * cookie_ids: connection ids are socket cookies (use_cookies).  seeds_left:
+ * the kernel side's count of seeds not adopted yet (tw_seeds_left, in the
+ * mapped .bss), raised before each seed goes in.
+ */
+void inventory_take(const struct ct_options *o, int seeds_fd, int tws_fd, uint32_t tws_value_size,
+		    bool cookie_ids, uint64_t *seeds_left, struct inventory *inv);
+
+/* the start-up line on stderr: what was found and what will be followed */
+void inventory_print(const struct inventory *inv, bool pid_filter);
+
+#endif
