@@ -47,6 +47,8 @@
 #define RINGBUF_BYTES (32u << 20)
 #define PID_EXIT_GRACE_NS 500000000ULL
 #define RECORD_FLUSH_NS 1000000000ULL /* a complete block on disk at least every second */
+/* the inventory's share of the start-up (inventory.c), the rest after "Tracing" */
+#define INVENTORY_BUDGET_MS 300
 #define WATCH_TICK_NS 500000000ULL    /* --watch reports within half a second of the threshold */
 
 static volatile sig_atomic_t exiting;
@@ -391,25 +393,33 @@ static void seed_watch(struct pipeline *p, const struct ct_options *o)
 
 /*
  * Sockets older than the tracer (inventory.c): listed once the programs are
- * attached, so that none falls between the two, and before "Tracing": from
- * then on, every socket is followed.
+ * attached, so that none falls between the two, and before "Tracing" (then
+ * every socket is followed) as far as INVENTORY_BUDGET_MS allows; the
+ * namespaces left are listed just after it.
  */
-static void take_inventory(struct closetrace_bpf *skel, const struct ct_options *o,
-			   struct pipeline *p)
+static void inventory_report(struct pipeline *p, const struct inventory *inv, bool pid_filter)
 {
-	struct inventory inv;
-
-	inventory_take(o, bpf_map__fd(skel->maps.tw_seeds), bpf_map__fd(skel->maps.tws),
-		       bpf_map__value_size(skel->maps.tws), skel->rodata->use_cookies,
-		       (uint64_t *)&skel->bss->tw_seeds_left, &inv);
 	if (verbose)
-		fprintf(stderr, "closetrace: start-up: the inventory took %llu ms\n",
-			(unsigned long long)inv.ms);
-	p->out.preexisting = inv.timewait + inv.tw_fin_wait2 + inv.close_wait + inv.fin_wait2 +
-			     inv.last_ack;
-	if (p->out.preexisting || inv.netns_failed || verbose)
-		inventory_print(&inv, o->pid);
-	p->out.preexisting_lost = inv.not_followed;
+		fprintf(stderr, "closetrace: start-up: the inventory took %llu ms (%d timewait sockets handed over)\n",
+			(unsigned long long)inv->ms, inv->seeded);
+	p->out.preexisting = inv->timewait + inv->tw_fin_wait2 + inv->close_wait + inv->fin_wait2 +
+			     inv->last_ack;
+	p->out.preexisting_lost = inv->not_followed;
+	if (p->out.preexisting || inv->netns_failed || verbose)
+		inventory_print(inv, pid_filter);
+}
+
+static int take_inventory(struct closetrace_bpf *skel, const struct ct_options *o,
+			  struct pipeline *p, uint64_t attached_ns, struct inventory *inv)
+{
+	int more = inventory_take(o, bpf_map__fd(skel->maps.tw_seeds), bpf_map__fd(skel->maps.tws),
+				  bpf_map__value_size(skel->maps.tws), skel->rodata->use_cookies,
+				  (uint64_t *)&skel->bss->tw_seeds_left, attached_ns,
+				  INVENTORY_BUDGET_MS, inv);
+
+	if (!more)
+		inventory_report(p, inv, o->pid);
+	return more;
 }
 
 static int handle_record(void *ctx, void *data, size_t len)
@@ -574,7 +584,9 @@ int main(int argc, char **argv)
 	const struct ct_sock *slots = NULL;
 	size_t n_slots = 0;
 	int err, pidfd = -1;
-	uint64_t t_main = now_ns(CLOCK_MONOTONIC);
+	uint64_t t_main = now_ns(CLOCK_MONOTONIC), attached_ns = 0;
+	struct inventory inv;
+	int inventory_more;
 
 	if (argc > 1 && !strcmp(argv[1], "why-busy"))
 		return why_busy_main(argc - 1, argv + 1);
@@ -643,6 +655,7 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 	phase_done("attaching", &phase_start);
+	attached_ns = phase_start;
 	if (opts.pid)
 		seed_target(skel, opts.pid);
 	if (opts.write_path) {
@@ -661,9 +674,13 @@ int main(int argc, char **argv)
 	if (p.print)
 		output_header(&p.out);
 	fflush(stdout);
-	take_inventory(skel, &opts, &p);
+	inventory_more = take_inventory(skel, &opts, &p, attached_ns, &inv);
 	fprintf(stderr, "Tracing TCP closes%s. Hit Ctrl-C to end.\n", opts.pid ? " of one process" : "");
 	p.out.start_ms = (int64_t)(now_ns(CLOCK_MONOTONIC) - t_main) / 1000000;
+	if (inventory_more) {
+		inventory_finish(&inv);
+		inventory_report(&p, &inv, opts.pid);
+	}
 
 	start = now_ns(CLOCK_MONOTONIC);
 	next_flush = start + RECORD_FLUSH_NS;

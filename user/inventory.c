@@ -25,6 +25,21 @@
 #include "sockdiag.h"
 
 #define NS_SCAN_MAX 100000 /* /proc entries looked at, at most */
+/*
+ * A TIME_WAIT this much older than the programs cannot have been scheduled
+ * after them: its age is TCP_TIMEWAIT_LEN minus idiag_expires, exact to a
+ * jiffy (10 ms at HZ=100) and rounded to the millisecond.
+ */
+#define YOUNG_MARGIN_MS 50
+
+/* where the seeds go */
+struct seeding {
+	int seeds_fd, tws_fd;
+	void *tws_value;	/* a buffer for a tws value */
+	bool cookie_ids;
+	uint64_t *left;		/* the kernel side's tw_seeds_left */
+	uint64_t attached_ns;	/* when the programs were attached */
+};
 
 struct ns_set {
 	uint32_t ino[INVENTORY_MAX_NETNS];
@@ -145,43 +160,103 @@ static void seed_of(const struct port_socket *ps, uint64_t now, bool cookie_ids,
 	}
 }
 
-static void seed_timewait(const struct port_socket *ps, uint64_t now, int seeds_fd, int tws_fd,
-			  void *tws_value, bool cookie_ids, uint64_t *left, struct inventory *inv)
-{
-	struct ct_tw_seed seed;
-	uint64_t key = ps->cookie;
+/* seeds of one namespace, entered at once (bpf_map_update_batch(), Linux 5.6) */
+struct seed_batch {
+	uint64_t *keys;
+	struct ct_tw_seed *vals;
+	uint32_t n, cap;
+};
 
-	if (!key) {
-		inv->not_followed++;
-		return;
+static int batch_add(struct seed_batch *b, uint64_t key, const struct ct_tw_seed *seed)
+{
+	if (b->n == b->cap) {
+		uint32_t cap = b->cap ? b->cap * 2 : 1024;
+		uint64_t *k = realloc(b->keys, cap * sizeof(*k));
+		struct ct_tw_seed *v;
+
+		if (!k)
+			return -ENOMEM;
+		b->keys = k;
+		v = realloc(b->vals, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		b->vals = v;
+		b->cap = cap;
 	}
-	/* scheduled after the programs were attached: followed already */
-	if (!bpf_map_lookup_elem(tws_fd, &key, tws_value))
-		return;
-	seed_of(ps, now, cookie_ids, &seed);
-	/* counted first: the kernel side adopts a seed as soon as it is in */
-	__atomic_add_fetch(left, 1, __ATOMIC_SEQ_CST);
-	if (bpf_map_update_elem(seeds_fd, &key, &seed, BPF_NOEXIST)) {
-		__atomic_sub_fetch(left, 1, __ATOMIC_SEQ_CST);
-		inv->not_followed++;
-		return;
-	}
-	inv->seeded++;
+	b->keys[b->n] = key;
+	b->vals[b->n++] = *seed;
+	return 0;
 }
 
-static void list_netns(const struct ct_options *o, uint32_t ino, int fd, int seeds_fd, int tws_fd,
-		       void *tws_value, bool cookie_ids, uint64_t *left, struct inventory *inv)
+/*
+ * Enter the batch; the kernel side's count of seeds left is raised first,
+ * as it adopts a seed as soon as it is in.  generic_map_update_batch()
+ * takes no BPF_NOEXIST (cookies are unique: BPF_ANY) and stops at an
+ * element it cannot enter (the map full), telling how many went in; that
+ * one is counted and the batch goes on after it.  A refusal of the whole
+ * batch (no batch updates) leaves count as it was: one at a time then.
+ */
+static void batch_flush(struct seed_batch *b, int seeds_fd, uint64_t *left, struct inventory *inv)
+{
+	uint32_t done = 0;
+	bool singly = false;
+
+	__atomic_add_fetch(left, b->n, __ATOMIC_SEQ_CST);
+	while (done < b->n) {
+		uint32_t count = b->n - done;
+		int err;
+
+		if (singly) {
+			err = bpf_map_update_elem(seeds_fd, &b->keys[done], &b->vals[done], BPF_ANY);
+			count = err ? 0 : 1;
+		} else {
+			err = bpf_map_update_batch(seeds_fd, b->keys + done, b->vals + done, &count, NULL);
+			if (err && count >= b->n - done) {
+				singly = true;
+				continue;
+			}
+		}
+		inv->seeded += count;
+		done += count;
+		if (err && done < b->n) {
+			__atomic_sub_fetch(left, 1, __ATOMIC_SEQ_CST);
+			inv->not_followed++;
+			done++;
+		}
+	}
+	b->n = 0;
+}
+
+/*
+ * Is the timewait socket followed already (in tws: scheduled after the
+ * programs were attached)?  Only one young enough can be: asked of the
+ * map only then, the rest needs no system call of its own.
+ */
+static bool followed(const struct port_socket *ps, uint64_t since_attach_ms, int tws_fd, void *tws_value)
+{
+	uint64_t key = ps->cookie;
+
+	if (ps->state == TCP_TIME_WAIT && ps->expires_ms <= SOCKDIAG_TIMEWAIT_LEN_MS &&
+	    SOCKDIAG_TIMEWAIT_LEN_MS - ps->expires_ms > since_attach_ms + YOUNG_MARGIN_MS)
+		return false;
+	return !bpf_map_lookup_elem(tws_fd, &key, tws_value);
+}
+
+static void list_netns(const struct ct_options *o, uint32_t ino, int fd, const struct seeding *sd,
+		       struct seed_batch *b, struct inventory *inv)
 {
 	uint32_t mask = (1u << TCP_TIME_WAIT) | (1u << TCP_CLOSE_WAIT) | (1u << TCP_FIN_WAIT2) |
 			(1u << TCP_LAST_ACK);
 	struct port_report rep;
-	uint64_t now;
+	uint64_t now, since_attach_ms;
+	struct ct_tw_seed seed;
 
 	if (sockdiag_states(mask, fd, &rep)) {
 		inv->netns_failed++;
 		return;
 	}
 	now = mono_ns();
+	since_attach_ms = (now - sd->attached_ns) / 1000000ULL;
 	inv->netns++;
 	inv->dropped += rep.n_dropped;
 	for (int i = 0; i < rep.n; i++) {
@@ -195,10 +270,15 @@ static void list_netns(const struct ct_options *o, uint32_t ino, int fd, int see
 			else
 				inv->timewait++;
 			/* -p: a timewait socket has no process, and would not be reported */
-			if (o->pid)
+			if (o->pid || !ps->cookie) {
 				inv->not_followed++;
-			else
-				seed_timewait(ps, now, seeds_fd, tws_fd, tws_value, cookie_ids, left, inv);
+				continue;
+			}
+			if (followed(ps, since_attach_ms, sd->tws_fd, sd->tws_value))
+				continue;
+			seed_of(ps, now, sd->cookie_ids, &seed);
+			if (batch_add(b, ps->cookie, &seed))
+				inv->not_followed++;
 		} else if (ps->state == TCP_CLOSE_WAIT) {
 			inv->close_wait++;
 		} else if (ps->state == TCP_FIN_WAIT2) {
@@ -208,28 +288,78 @@ static void list_netns(const struct ct_options *o, uint32_t ino, int fd, int see
 		}
 	}
 	port_report_free(&rep);
+	batch_flush(b, sd->seeds_fd, sd->left, inv);
 }
 
-void inventory_take(const struct ct_options *o, int seeds_fd, int tws_fd, uint32_t tws_value_size,
-		    bool cookie_ids, uint64_t *seeds_left, struct inventory *inv)
+struct inventory_state {
+	struct ns_set ns;
+	int next;		/* the next namespace to list */
+	struct seeding sd;
+	struct seed_batch b;
+	const struct ct_options *o;
+};
+
+/* list namespaces until the deadline (0: all); 1 when some are left */
+static int list_until(struct inventory *inv, uint64_t deadline)
 {
+	struct inventory_state *st = inv->st;
 	uint64_t t0 = mono_ns();
-	struct ns_set *s = calloc(1, sizeof(*s));
-	void *tws_value = calloc(1, tws_value_size ? tws_value_size : 1);
+
+	while (st->next < st->ns.n) {
+		int i = st->next++;
+
+		list_netns(st->o, st->ns.ino[i], st->ns.fd[i], &st->sd, &st->b, inv);
+		close(st->ns.fd[i]);
+		st->ns.fd[i] = -1;
+		if (deadline && mono_ns() >= deadline)
+			break;
+	}
+	inv->ms += (mono_ns() - t0) / 1000000ULL;
+	return st->next < st->ns.n;
+}
+
+int inventory_take(const struct ct_options *o, int seeds_fd, int tws_fd, uint32_t tws_value_size,
+		   bool cookie_ids, uint64_t *seeds_left, uint64_t attached_ns, uint64_t budget_ms,
+		   struct inventory *inv)
+{
+	struct inventory_state *st = calloc(1, sizeof(*st));
 
 	memset(inv, 0, sizeof(*inv));
-	if (!s || !tws_value)
-		goto out;
-	ns_collect(o, s);
-	for (int i = 0; i < s->n; i++) {
-		list_netns(o, s->ino[i], s->fd[i], seeds_fd, tws_fd, tws_value, cookie_ids, seeds_left,
-			   inv);
-		close(s->fd[i]);
+	if (!st)
+		return 0;
+	st->sd = (struct seeding){ .seeds_fd = seeds_fd, .tws_fd = tws_fd, .cookie_ids = cookie_ids,
+				   .left = seeds_left, .attached_ns = attached_ns };
+	st->sd.tws_value = calloc(1, tws_value_size ? tws_value_size : 1);
+	st->o = o;
+	inv->st = st;
+	if (!st->sd.tws_value) {
+		inventory_finish(inv);
+		return 0;
 	}
-out:
-	free(tws_value);
-	free(s);
-	inv->ms = (mono_ns() - t0) / 1000000ULL;
+	ns_collect(o, &st->ns);
+	if (list_until(inv, mono_ns() + budget_ms * 1000000ULL)) {
+		inv->netns_later = st->ns.n - st->next;
+		return 1;
+	}
+	inventory_finish(inv);
+	return 0;
+}
+
+void inventory_finish(struct inventory *inv)
+{
+	struct inventory_state *st = inv->st;
+
+	if (!st)
+		return;
+	if (st->sd.tws_value)
+		list_until(inv, 0);
+	for (int i = st->next; i < st->ns.n; i++)
+		close(st->ns.fd[i]);
+	free(st->b.keys);
+	free(st->b.vals);
+	free(st->sd.tws_value);
+	free(st);
+	inv->st = NULL;
 }
 
 void inventory_print(const struct inventory *inv, bool pid_filter)
@@ -248,6 +378,9 @@ void inventory_print(const struct inventory *inv, bool pid_filter)
 			pid_filter ? " (they belong to no process: -p)" : " (map full)");
 	if (inv->netns_failed)
 		fprintf(stderr, "; %d namespaces could not be listed", inv->netns_failed);
+	if (inv->netns_later)
+		fprintf(stderr, "; %d namespaces listed after tracing began (%llu ms in all)",
+			inv->netns_later, (unsigned long long)inv->ms);
 	if (inv->dropped)
 		fprintf(stderr, "; %d sockets beyond the listing limit", inv->dropped);
 	fputc('\n', stderr);

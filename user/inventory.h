@@ -23,7 +23,9 @@ struct inventory {
 	int seeded;		/* timewait sockets handed to the kernel side */
 	int not_followed;	/* timewait sockets not followed (seed map full, or -p) */
 	int dropped;		/* beyond SOCKDIAG_MAX_SOCKETS in a namespace: not even listed */
+	int netns_later;	/* listed after "Tracing": the time budget ran out */
 	uint64_t ms;		/* how long the inventory took */
+	struct inventory_state *st; /* between inventory_take() and inventory_finish() */
 };
 
 /*
@@ -33,10 +35,16 @@ struct inventory {
  * tws_value_size the size of a tws value (looked up only to test for a key).
  * cookie_ids: connection ids are socket cookies (use_cookies).  seeds_left:
  * the kernel side's count of seeds not adopted yet (tw_seeds_left, in the
- * mapped .bss), raised before each seed goes in.
+ * mapped .bss), raised before each seed goes in.  attached_ns: when the
+ * programs were attached (CLOCK_MONOTONIC).  Namespaces are listed for
+ * budget_ms at most (each costs a walk of the kernel's whole established
+ * hash table, tens of milliseconds); returns 1 when some are left for
+ * inventory_finish(), which lists them.
  */
-void inventory_take(const struct ct_options *o, int seeds_fd, int tws_fd, uint32_t tws_value_size,
-		    bool cookie_ids, uint64_t *seeds_left, struct inventory *inv);
+int inventory_take(const struct ct_options *o, int seeds_fd, int tws_fd, uint32_t tws_value_size,
+		   bool cookie_ids, uint64_t *seeds_left, uint64_t attached_ns, uint64_t budget_ms,
+		   struct inventory *inv);
+void inventory_finish(struct inventory *inv);
 
 /* the start-up line on stderr: what was found and what will be followed */
 void inventory_print(const struct inventory *inv, bool pid_filter);
