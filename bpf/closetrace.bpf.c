@@ -48,8 +48,9 @@ const volatile __u16 filter_lports[CT_MAX_PORTS] = {};
 const volatile __u16 filter_rports[CT_MAX_PORTS] = {};
 const volatile __u32 n_lports = 0;
 const volatile __u32 n_rports = 0;
-const volatile __u64 tw_timer_fn = 0;	/* address of tw_timer_handler */
-const volatile __u64 reqsk_timer_fn = 0; /* address of reqsk_timer_handler */
+/* set after the load: the loader reads /proc/kallsyms while the verifier runs */
+__u64 tw_timer_fn = 0;		/* address of tw_timer_handler */
+__u64 reqsk_timer_fn = 0;	/* address of reqsk_timer_handler */
 const volatile __u64 wakeup_bytes = 0;	/* batch ring buffer wake-ups up to this much data */
 const volatile __u32 hz = 250;		/* CONFIG_HZ, for jiffies */
 const volatile __u32 n_slots = 65536; /* sock_slots entries, a power of two */

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -243,8 +244,6 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	struct closetrace_bpf__rodata *ro = skel->rodata;
 	long long tw_buckets = read_sysctl("net/ipv4/tcp_max_tw_buckets");
 	unsigned int hz = kernel_hz();
-	static const char *const timer_fns[] = { "tw_timer_handler", "reqsk_timer_handler" };
-	uint64_t addrs[2];
 	struct ct_features k;
 	uint32_t tw_entries;
 	int err;
@@ -274,15 +273,6 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	else if (verbose)
 		fprintf(stderr, "closetrace: CONFIG_HZ unknown, assuming %u\n", ro->hz);
 
-	kallsyms_lookup(timer_fns, addrs, 2);
-	phase_done("reading /proc/kallsyms", &phase_start);
-	ro->tw_timer_fn = addrs[0];
-	ro->reqsk_timer_fn = addrs[1];
-	if (!ro->tw_timer_fn) {
-		die("tw_timer_handler not found in /proc/kallsyms (is kernel.kptr_restrict hiding it?)");
-		return -ENOENT;
-	}
-
 	/*
 	 * Hold every timewait socket the kernel may keep, twice over
 	 * (tcp_max_tw_buckets of this namespace; others may allow more:
@@ -301,6 +291,54 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	if (err)
 		return err;
 	size_tables(skel, &k, o->max_sockets ? o->max_sockets : DEFAULT_MAX_SOCKETS);
+	return 0;
+}
+
+/*
+ * The timer functions' addresses, from /proc/kallsyms: formatting it is
+ * tens of milliseconds of kernel time (hundreds under load), read in a
+ * thread while the verifier runs.  The programs find them in .bss, set
+ * between load and attach.
+ */
+struct ksyms_job {
+	pthread_t thread;
+	bool started;
+	uint64_t addrs[2];
+	uint64_t ns; /* how long it took */
+};
+
+static void *ksyms_read(void *arg)
+{
+	static const char *const timer_fns[] = { "tw_timer_handler", "reqsk_timer_handler" };
+	struct ksyms_job *job = arg;
+	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+
+	kallsyms_lookup(timer_fns, job->addrs, 2);
+	job->ns = now_ns(CLOCK_MONOTONIC) - t0;
+	return NULL;
+}
+
+static void ksyms_start(struct ksyms_job *job)
+{
+	job->started = !pthread_create(&job->thread, NULL, ksyms_read, job);
+	if (!job->started)
+		ksyms_read(job);
+}
+
+static int ksyms_finish(struct ksyms_job *job, struct closetrace_bpf *skel)
+{
+	if (job->started)
+		pthread_join(job->thread, NULL);
+	job->started = false;
+	if (verbose)
+		fprintf(stderr, "closetrace: start-up: reading /proc/kallsyms took %.1f ms (meanwhile)\n",
+			job->ns / 1e6);
+	if (!job->addrs[0]) {
+		die("tw_timer_handler not found in /proc/kallsyms (is kernel.kptr_restrict hiding it?)");
+		return -ENOENT;
+	}
+	skel->bss->tw_timer_fn = job->addrs[0];
+	skel->bss->reqsk_timer_fn = job->addrs[1];
 	return 0;
 }
 
@@ -587,6 +625,7 @@ int main(int argc, char **argv)
 	uint64_t t_main = now_ns(CLOCK_MONOTONIC), attached_ns = 0;
 	struct inventory inv;
 	int inventory_more;
+	struct ksyms_job ksyms = {};
 
 	if (argc > 1 && !strcmp(argv[1], "why-busy"))
 		return why_busy_main(argc - 1, argv + 1);
@@ -633,6 +672,7 @@ int main(int argc, char **argv)
 		p.out.out = stderr;
 
 	phase_start = now_ns(CLOCK_MONOTONIC);
+	ksyms_start(&ksyms);
 	skel = closetrace_bpf__open();
 	if (!skel) {
 		err = -errno;
@@ -649,6 +689,9 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 	phase_done("creating maps and loading programs (verifier)", &phase_start);
+	err = ksyms_finish(&ksyms, skel);
+	if (err)
+		goto cleanup;
 	err = closetrace_bpf__attach(skel);
 	if (err) {
 		die("failed to attach BPF programs: %s", strerror(-err));
@@ -783,6 +826,8 @@ int main(int argc, char **argv)
 	}
 
 cleanup:
+	if (ksyms.started)
+		pthread_join(ksyms.thread, NULL);
 	if (p.rec) {
 		int cerr = recorder__close(p.rec);
 
