@@ -435,7 +435,8 @@ static void seed_watch(struct pipeline *p, const struct ct_options *o)
  * every socket is followed) as far as INVENTORY_BUDGET_MS allows; the
  * namespaces left are listed just after it.
  */
-static void inventory_report(struct pipeline *p, const struct inventory *inv, bool pid_filter)
+static void inventory_report(struct pipeline *p, const struct inventory *inv, bool pid_filter,
+			     uint64_t *sweep_at)
 {
 	if (verbose)
 		fprintf(stderr, "closetrace: start-up: the inventory took %llu ms (%d timewait sockets handed over)\n",
@@ -443,12 +444,17 @@ static void inventory_report(struct pipeline *p, const struct inventory *inv, bo
 	p->out.preexisting = inv->timewait + inv->tw_fin_wait2 + inv->close_wait + inv->fin_wait2 +
 			     inv->last_ack;
 	p->out.preexisting_lost = inv->not_followed;
+	/* TCP_TIMEWAIT_LEN more for a FIN_WAIT2 that gets its FIN, and a margin for the timer wheel */
+	if (inv->seeded)
+		*sweep_at = now_ns(CLOCK_MONOTONIC) +
+			    (inv->max_expires_ms + SOCKDIAG_TIMEWAIT_LEN_MS + 5000) * 1000000ULL;
 	if (p->out.preexisting || inv->netns_failed || verbose)
 		inventory_print(inv, pid_filter);
 }
 
 static int take_inventory(struct closetrace_bpf *skel, const struct ct_options *o,
-			  struct pipeline *p, uint64_t attached_ns, struct inventory *inv)
+			  struct pipeline *p, uint64_t attached_ns, struct inventory *inv,
+			  uint64_t *sweep_at)
 {
 	int more = inventory_take(o, bpf_map__fd(skel->maps.tw_seeds), bpf_map__fd(skel->maps.tws),
 				  bpf_map__value_size(skel->maps.tws), skel->rodata->use_cookies,
@@ -456,7 +462,7 @@ static int take_inventory(struct closetrace_bpf *skel, const struct ct_options *
 				  INVENTORY_BUDGET_MS, inv);
 
 	if (!more)
-		inventory_report(p, inv, o->pid);
+		inventory_report(p, inv, o->pid, sweep_at);
 	return more;
 }
 
@@ -626,6 +632,7 @@ int main(int argc, char **argv)
 	struct inventory inv;
 	int inventory_more;
 	struct ksyms_job ksyms = {};
+	uint64_t sweep_at = 0;
 
 	if (argc > 1 && !strcmp(argv[1], "why-busy"))
 		return why_busy_main(argc - 1, argv + 1);
@@ -717,12 +724,12 @@ int main(int argc, char **argv)
 	if (p.print)
 		output_header(&p.out);
 	fflush(stdout);
-	inventory_more = take_inventory(skel, &opts, &p, attached_ns, &inv);
+	inventory_more = take_inventory(skel, &opts, &p, attached_ns, &inv, &sweep_at);
 	fprintf(stderr, "Tracing TCP closes%s. Hit Ctrl-C to end.\n", opts.pid ? " of one process" : "");
 	p.out.start_ms = (int64_t)(now_ns(CLOCK_MONOTONIC) - t_main) / 1000000;
 	if (inventory_more) {
 		inventory_finish(&inv);
-		inventory_report(&p, &inv, opts.pid);
+		inventory_report(&p, &inv, opts.pid, &sweep_at);
 	}
 
 	start = now_ns(CLOCK_MONOTONIC);
@@ -775,6 +782,11 @@ int main(int argc, char **argv)
 			die("recording to %s stopped: %s", recorder__path(p.rec), strerror(-p.rec_err));
 			err = p.rec_err;
 			break;
+		}
+		if (sweep_at && now >= sweep_at) {
+			p.out.preexisting_lost += inventory_sweep(bpf_map__fd(skel->maps.tw_seeds),
+								 (uint64_t *)&skel->bss->tw_seeds_left);
+			sweep_at = 0;
 		}
 		if (next_watch && now >= next_watch) {
 			watch_tick(p.watch, bpf_map__fd(skel->maps.socks), slots, n_slots, now);

@@ -279,6 +279,8 @@ static void list_netns(const struct ct_options *o, uint32_t ino, int fd, const s
 			seed_of(ps, now, sd->cookie_ids, &seed);
 			if (batch_add(b, ps->cookie, &seed))
 				inv->not_followed++;
+			else if (ps->expires_ms > inv->max_expires_ms)
+				inv->max_expires_ms = ps->expires_ms;
 		} else if (ps->state == TCP_CLOSE_WAIT) {
 			inv->close_wait++;
 		} else if (ps->state == TCP_FIN_WAIT2) {
@@ -360,6 +362,28 @@ void inventory_finish(struct inventory *inv)
 	free(st->sd.tws_value);
 	free(st);
 	inv->st = NULL;
+}
+
+int inventory_sweep(int seeds_fd, uint64_t *seeds_left)
+{
+	uint64_t key, next;
+	int n = 0;
+	bool first = true;
+
+	/* deleting the current key: the next one is taken first */
+	while (!bpf_map_get_next_key(seeds_fd, first ? NULL : &key, &next)) {
+		if (!first && !bpf_map_delete_elem(seeds_fd, &key)) {
+			__atomic_sub_fetch(seeds_left, 1, __ATOMIC_SEQ_CST);
+			n++;
+		}
+		key = next;
+		first = false;
+	}
+	if (!first && !bpf_map_delete_elem(seeds_fd, &key)) {
+		__atomic_sub_fetch(seeds_left, 1, __ATOMIC_SEQ_CST);
+		n++;
+	}
+	return n;
 }
 
 void inventory_print(const struct inventory *inv, bool pid_filter)

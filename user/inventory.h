@@ -23,6 +23,7 @@ struct inventory {
 	int seeded;		/* timewait sockets handed to the kernel side */
 	int not_followed;	/* timewait sockets not followed (seed map full, or -p) */
 	int dropped;		/* beyond SOCKDIAG_MAX_SOCKETS in a namespace: not even listed */
+	uint32_t max_expires_ms; /* the most time left on a seeded socket's timer */
 	int netns_later;	/* listed after "Tracing": the time budget ran out */
 	uint64_t ms;		/* how long the inventory took */
 	struct inventory_state *st; /* between inventory_take() and inventory_finish() */
@@ -45,6 +46,13 @@ int inventory_take(const struct ct_options *o, int seeds_fd, int tws_fd, uint32_
 		   bool cookie_ids, uint64_t *seeds_left, uint64_t attached_ns, uint64_t budget_ms,
 		   struct inventory *inv);
 void inventory_finish(struct inventory *inv);
+
+/*
+ * Seeds still there once every seeded socket must have ended (its timer,
+ * plus a TIME_WAIT after a FIN_WAIT2): sockets that ended between the
+ * listing and their seed, unreported.  Deletes them; returns how many.
+ */
+int inventory_sweep(int seeds_fd, uint64_t *seeds_left);
 
 /* the start-up line on stderr: what was found and what will be followed */
 void inventory_print(const struct inventory *inv, bool pid_filter);
