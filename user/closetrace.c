@@ -435,8 +435,7 @@ static void seed_watch(struct pipeline *p, const struct ct_options *o)
  * every socket is followed) as far as INVENTORY_BUDGET_MS allows; the
  * namespaces left are listed just after it.
  */
-static void inventory_report(struct pipeline *p, const struct inventory *inv, bool pid_filter,
-			     uint64_t *sweep_at)
+static void inventory_report(struct pipeline *p, const struct inventory *inv, uint64_t *sweep_at)
 {
 	if (verbose)
 		fprintf(stderr, "closetrace: start-up: the inventory took %llu ms (%d timewait sockets handed over)\n",
@@ -449,7 +448,7 @@ static void inventory_report(struct pipeline *p, const struct inventory *inv, bo
 		*sweep_at = now_ns(CLOCK_MONOTONIC) +
 			    (inv->max_expires_ms + SOCKDIAG_TIMEWAIT_LEN_MS + 5000) * 1000000ULL;
 	if (p->out.preexisting || inv->netns_failed || verbose)
-		inventory_print(inv, pid_filter);
+		inventory_print(inv);
 }
 
 static int take_inventory(struct closetrace_bpf *skel, const struct ct_options *o,
@@ -462,7 +461,7 @@ static int take_inventory(struct closetrace_bpf *skel, const struct ct_options *
 				  INVENTORY_BUDGET_MS, inv);
 
 	if (!more)
-		inventory_report(p, inv, o->pid, sweep_at);
+		inventory_report(p, inv, sweep_at);
 	return more;
 }
 
@@ -729,7 +728,7 @@ int main(int argc, char **argv)
 	p.out.start_ms = (int64_t)(now_ns(CLOCK_MONOTONIC) - t_main) / 1000000;
 	if (inventory_more) {
 		inventory_finish(&inv);
-		inventory_report(&p, &inv, opts.pid, &sweep_at);
+		inventory_report(&p, &inv, &sweep_at);
 	}
 
 	start = now_ns(CLOCK_MONOTONIC);

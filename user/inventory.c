@@ -32,6 +32,35 @@
  */
 #define YOUNG_MARGIN_MS 50
 
+/* -p: the process's socket inodes, sorted */
+struct inodes {
+	uint64_t *v;
+	int n;
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void inodes_read(uint32_t pid, struct inodes *in)
+{
+	in->v = calloc(PROCFS_MAX_SOCKETS, sizeof(*in->v));
+	if (!in->v)
+		return;
+	in->n = proc_socket_inodes(pid, in->v, PROCFS_MAX_SOCKETS);
+	if (in->n < 0)
+		in->n = 0;
+	qsort(in->v, in->n, sizeof(*in->v), cmp_u64);
+}
+
+static bool inodes_have(const struct inodes *in, uint64_t ino)
+{
+	return ino && in->v && bsearch(&ino, in->v, in->n, sizeof(*in->v), cmp_u64);
+}
+
 /* where the seeds go */
 struct seeding {
 	int seeds_fd, tws_fd;
@@ -39,6 +68,7 @@ struct seeding {
 	bool cookie_ids;
 	uint64_t *left;		/* the kernel side's tw_seeds_left */
 	uint64_t attached_ns;	/* when the programs were attached */
+	struct inodes pid_inodes; /* -p */
 };
 
 struct ns_set {
@@ -264,13 +294,15 @@ static void list_netns(const struct ct_options *o, uint32_t ino, int fd, const s
 
 		if (!socket_wanted(o, ino, ps))
 			continue;
+		/* -p: its sockets only (a timewait socket belongs to no process) */
+		if (o->pid && !inodes_have(&sd->pid_inodes, ps->inode))
+			continue;
 		if (port_socket_class(ps) == PORT_TIMEWAIT) {
 			if (ps->state == TCP_FIN_WAIT2)
 				inv->tw_fin_wait2++;
 			else
 				inv->timewait++;
-			/* -p: a timewait socket has no process, and would not be reported */
-			if (o->pid || !ps->cookie) {
+			if (!ps->cookie) {
 				inv->not_followed++;
 				continue;
 			}
@@ -339,6 +371,8 @@ int inventory_take(const struct ct_options *o, int seeds_fd, int tws_fd, uint32_
 		return 0;
 	}
 	ns_collect(o, &st->ns);
+	if (o->pid)
+		inodes_read(o->pid, &st->sd.pid_inodes);
 	if (list_until(inv, mono_ns() + budget_ms * 1000000ULL)) {
 		inv->netns_later = st->ns.n - st->next;
 		return 1;
@@ -360,6 +394,7 @@ void inventory_finish(struct inventory *inv)
 	free(st->b.keys);
 	free(st->b.vals);
 	free(st->sd.tws_value);
+	free(st->sd.pid_inodes.v);
 	free(st);
 	inv->st = NULL;
 }
@@ -386,7 +421,7 @@ int inventory_sweep(int seeds_fd, uint64_t *seeds_left)
 	return n;
 }
 
-void inventory_print(const struct inventory *inv, bool pid_filter)
+void inventory_print(const struct inventory *inv)
 {
 	int tw = inv->timewait + inv->tw_fin_wait2;
 
@@ -398,8 +433,7 @@ void inventory_print(const struct inventory *inv, bool pid_filter)
 	if (tw || inv->close_wait || inv->fin_wait2 || inv->last_ack)
 		fprintf(stderr, "; their ends are reported as preexisting");
 	if (inv->not_followed)
-		fprintf(stderr, "; %d timewait sockets not followed%s", inv->not_followed,
-			pid_filter ? " (they belong to no process: -p)" : " (map full)");
+		fprintf(stderr, "; %d timewait sockets not followed (map full)", inv->not_followed);
 	if (inv->netns_failed)
 		fprintf(stderr, "; %d namespaces could not be listed", inv->netns_failed);
 	if (inv->netns_later)

@@ -55,6 +55,6 @@ void inventory_finish(struct inventory *inv);
 int inventory_sweep(int seeds_fd, uint64_t *seeds_left);
 
 /* the start-up line on stderr: what was found and what will be followed */
-void inventory_print(const struct inventory *inv, bool pid_filter);
+void inventory_print(const struct inventory *inv);
 
 #endif
