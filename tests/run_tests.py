@@ -1468,31 +1468,37 @@ def t_tw_reuse_check():
                                                                    p.stderr[-1000:]))
     check("PASS" in p.stdout and "FAIL" not in p.stdout, "table:\n%s" % p.stdout)
 
-# Sockets older than the tracer: N client TIME_WAITs (client closes first)
-# and K CLOSE_WAITs (the server holds them; their clients sit in orphaned
-# FIN_WAIT2 timewait sockets), made before closetrace starts.  The ground
-# truth line has the ports; the script then waits for a line on stdin to
-# close the CLOSE_WAITs, and exits.
+# Sockets older than the tracer: N client TIME_WAITs (client closes first),
+# K CLOSE_WAITs (the server holds them; their clients sit in orphaned
+# FIN_WAIT2 timewait sockets) that the server closes on the first line on
+# stdin, and M more orphaned FIN_WAIT2s left to time out (tcp_fin_timeout),
+# all made before closetrace starts.  The ground truth line has the ports;
+# the script exits on the second line.
 PREEXIST = r"""
 import json, os, socket, sys, time
-n, k = int(sys.argv[1]), int(sys.argv[2])
-ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(n + k + 8)
+n, k, m = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(n + k + m + 8)
 port = ls.getsockname()[1]
-tw_ports, cw_ports, held = [], [], []
-for i in range(n + k):
+ports = {"tw_ports": [], "cw_ports": [], "fw_ports": []}
+cw, fw = [], []
+for i in range(n + k + m):
     c = socket.create_connection(("127.0.0.1", port)); a, _ = ls.accept()
     cp = c.getsockname()[1]
+    c.close()
     if i < n:
-        c.close(); time.sleep(0.002); a.close(); tw_ports.append(cp)
+        time.sleep(0.002); a.close(); ports["tw_ports"].append(cp)
+    elif i < n + k:
+        cw.append(a); ports["cw_ports"].append(cp)
     else:
-        c.close(); held.append(a); cw_ports.append(cp)
+        fw.append(a); ports["fw_ports"].append(cp)
 ls.close()
-print(json.dumps({"pid": os.getpid(), "server_port": port, "tw_ports": tw_ports,
-                  "cw_ports": cw_ports}), flush=True)
+ports.update({"pid": os.getpid(), "server_port": port})
+print(json.dumps(ports), flush=True)
 sys.stdin.readline()
-for a in held:
+for a in cw:
     a.close()
 print(json.dumps({"closed_ns": time.monotonic_ns()}), flush=True)
+sys.stdin.readline()
 """
 
 
@@ -1502,30 +1508,38 @@ def ss_count(ns, state):
 
 
 def t_preexisting_sockets():
-    n, k = 60, 4
-    with Netns("preexist") as ns:
-        p = subprocess.Popen(ns.cmd(["python3", "-c", PREEXIST, str(n), str(k)]),
+    n, k, m = 60, 4, 3
+    fin_timeout = 15 if VMTEST else 6  # outlasts closetrace's start-up
+    with Netns("preexist", {"net.ipv4.tcp_fin_timeout": fin_timeout}) as ns:
+        p = subprocess.Popen(ns.cmd(["python3", "-c", PREEXIST, str(n), str(k), str(m)]),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             truth = json.loads(p.stdout.readline())
             check(len(truth["tw_ports"]) == n, "scenario: %s" % truth)
             # the sockets exist before closetrace starts
             deadline = time.time() + 10
-            while (ss_count(ns, "time-wait") < n or ss_count(ns, "fin-wait-2") < k) and \
+            while (ss_count(ns, "time-wait") < n or ss_count(ns, "fin-wait-2") < k + m) and \
                     time.time() < deadline:
                 time.sleep(0.05)
-            check(ss_count(ns, "time-wait") == n and ss_count(ns, "fin-wait-2") == k and
-                  ss_count(ns, "close-wait") == k, "the scenario's sockets are not all there")
+            check(ss_count(ns, "time-wait") == n and ss_count(ns, "close-wait") == k + m,
+                  "the scenario's sockets are not all there")
             with traced(ns) as tr:
+                check(ss_count(ns, "fin-wait-2") == k + m,
+                      "orphaned FIN_WAIT2s timed out before closetrace started")
                 p.stdin.write("go\n")
                 p.stdin.flush()
                 json.loads(p.stdout.readline())
-                p.wait(timeout=10)
                 recs = tr.wait_for(lambda r: len(closes(r)) >= k, 10, "the CLOSE_WAIT closes")
-                # every timewait socket ends with its namespace
+                # the M orphans time out
+                recs = tr.wait_for(lambda r: len(tws(r, end="fin-wait2-timeout")) >= m,
+                                   fin_timeout + 10, "%d FIN_WAIT2 timeouts" % m)
+                p.stdin.write("exit\n")
+                p.stdin.flush()
+                p.wait(timeout=10)
+                # every other timewait socket ends with its namespace
                 run(["ip", "netns", "del", ns.name])
-                recs = tr.wait_for(lambda r: len(tws(r)) >= n + k, 30,
-                                   "%d timewait records" % (n + k))
+                recs = tr.wait_for(lambda r: len(tws(r)) >= n + k + m, 30,
+                                   "%d timewait records" % (n + k + m))
                 time.sleep(0.3)  # let a duplicate arrive, if there were one
                 tr.stop()
                 recs = tr.parsed()
@@ -1534,15 +1548,17 @@ def t_preexisting_sockets():
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for port in truth["tw_ports"] + truth["cw_ports"]:
+    ours = truth["tw_ports"] + truth["cw_ports"] + truth["fw_ports"]
+    for port in ours:
         t = one(tws(recs, lport=port), "timewait record of client port %d" % port)
         check(t["preexisting"] is True, "not marked preexisting: %s" % t)
+    for port in truth["tw_ports"] + truth["cw_ports"]:
+        t = one(tws(recs, lport=port), "timewait record")
         check(t["end"] == "netns-exit", "end %s, expected netns-exit" % t["end"])
     for port in truth["tw_ports"]:
         t = one(tws(recs, lport=port), "timewait record")
         check(t["age_estimate"] is True, "TIME_WAIT age not estimated: %s" % t)
-        # made before closetrace started: at least as old as the tracer's run
-        check(t["duration_ns"] > 0 and t["duration_ns"] < 60e9, "duration %s" % t["duration_ns"])
+        check(0 < t["duration_ns"] < 60e9, "duration %s" % t["duration_ns"])
     for port in truth["cw_ports"]:
         c = one(closes(recs, rport=port), "close of the CLOSE_WAIT of port %d" % port)
         check(c["preexisting"] is True and c["initiator"] == "remote",
@@ -1552,10 +1568,15 @@ def t_preexisting_sockets():
         t = one(tws(recs, lport=port), "timewait record")
         check("FIN_WAIT2" in t["states"] and t["initiator"] == "local",
               "orphan's FIN_WAIT2 missing: %s" % t)
-    check(not [r for r in tws(recs) if r["lport"] not in truth["tw_ports"] + truth["cw_ports"]],
+    for port in truth["fw_ports"]:
+        t = one(tws(recs, lport=port), "timewait record")
+        check(t["end"] == "fin-wait2-timeout" and t["age_estimate"] is False,
+              "orphan that timed out: %s" % t)
+    check(not [r for r in tws(recs) if r["lport"] not in ours],
           "timewait records of unknown sockets")
     s = one(stats, "stats record")
-    check(s.get("preexisting", 0) >= n + 2 * k, "stats: %s" % s)
+    check(s.get("preexisting", 0) == n + 2 * (k + m) and s.get("preexisting_untracked") == 0,
+          "stats: %s" % s)
 
 
 INTEGRATION = [
