@@ -433,7 +433,7 @@ static void seed_watch(struct pipeline *p, const struct ct_options *o)
  * Sockets older than the tracer (inventory.c): listed once the programs are
  * attached, so that none falls between the two, and before "Tracing" (then
  * every socket is followed) as far as INVENTORY_BUDGET_MS allows; the
- * namespaces left are listed just after it.
+ * namespaces left are listed just after it, then the inventory is told.
  */
 static void inventory_report(struct pipeline *p, const struct inventory *inv, uint64_t *sweep_at)
 {
@@ -451,18 +451,12 @@ static void inventory_report(struct pipeline *p, const struct inventory *inv, ui
 		inventory_print(inv);
 }
 
-static int take_inventory(struct closetrace_bpf *skel, const struct ct_options *o,
-			  struct pipeline *p, uint64_t attached_ns, struct inventory *inv,
-			  uint64_t *sweep_at)
+static void take_inventory(struct closetrace_bpf *skel, const struct ct_options *o,
+			   uint64_t attached_ns, struct inventory *inv)
 {
-	int more = inventory_take(o, bpf_map__fd(skel->maps.tw_seeds), bpf_map__fd(skel->maps.tws),
-				  bpf_map__value_size(skel->maps.tws), skel->rodata->use_cookies,
-				  (uint64_t *)&skel->bss->tw_seeds_left, attached_ns,
-				  INVENTORY_BUDGET_MS, inv);
-
-	if (!more)
-		inventory_report(p, inv, sweep_at);
-	return more;
+	inventory_take(o, bpf_map__fd(skel->maps.tw_seeds), bpf_map__fd(skel->maps.tws),
+		       bpf_map__value_size(skel->maps.tws), skel->rodata->use_cookies,
+		       (uint64_t *)&skel->bss->tw_seeds_left, attached_ns, INVENTORY_BUDGET_MS, inv);
 }
 
 static int handle_record(void *ctx, void *data, size_t len)
@@ -629,7 +623,6 @@ int main(int argc, char **argv)
 	int err, pidfd = -1;
 	uint64_t t_main = now_ns(CLOCK_MONOTONIC), attached_ns = 0;
 	struct inventory inv;
-	int inventory_more;
 	struct ksyms_job ksyms = {};
 	uint64_t sweep_at = 0;
 
@@ -723,13 +716,13 @@ int main(int argc, char **argv)
 	if (p.print)
 		output_header(&p.out);
 	fflush(stdout);
-	inventory_more = take_inventory(skel, &opts, &p, attached_ns, &inv, &sweep_at);
+	take_inventory(skel, &opts, attached_ns, &inv);
 	fprintf(stderr, "Tracing TCP closes%s. Hit Ctrl-C to end.\n", opts.pid ? " of one process" : "");
 	p.out.start_ms = (int64_t)(now_ns(CLOCK_MONOTONIC) - t_main) / 1000000;
-	if (inventory_more) {
-		inventory_finish(&inv);
-		inventory_report(&p, &inv, &sweep_at);
-	}
+	/* a recording's stats block has no room for these: a replay would differ */
+	p.out.startup_known = !opts.write_path;
+	inventory_finish(&inv);
+	inventory_report(&p, &inv, &sweep_at);
 
 	start = now_ns(CLOCK_MONOTONIC);
 	next_flush = start + RECORD_FLUSH_NS;

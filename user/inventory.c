@@ -377,7 +377,6 @@ int inventory_take(const struct ct_options *o, int seeds_fd, int tws_fd, uint32_
 		inv->netns_later = st->ns.n - st->next;
 		return 1;
 	}
-	inventory_finish(inv);
 	return 0;
 }
 

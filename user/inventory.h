@@ -40,7 +40,7 @@ struct inventory {
  * programs were attached (CLOCK_MONOTONIC).  Namespaces are listed for
  * budget_ms at most (each costs a walk of the kernel's whole established
  * hash table, tens of milliseconds); returns 1 when some are left for
- * inventory_finish(), which lists them.
+ * inventory_finish(), which lists them (and must be called in any case).
  */
 int inventory_take(const struct ct_options *o, int seeds_fd, int tws_fd, uint32_t tws_value_size,
 		   bool cookie_ids, uint64_t *seeds_left, uint64_t attached_ns, uint64_t budget_ms,

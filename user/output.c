@@ -897,12 +897,12 @@ void output_stats(const struct ct_output *o, const struct ct_stats *s)
 			"{\"event\":\"stats\",\"records\":%llu,\"lost\":%llu,\"socks_map_full\":%llu,\"tw_map_full\":%llu",
 			(unsigned long long)s->records, (unsigned long long)s->lost,
 			(unsigned long long)s->socks_full, (unsigned long long)s->tw_full);
-		if (o->start_ms >= 0)
+		if (o->startup_known)
 			fprintf(o->out, ",\"startup_ms\":%lld,\"preexisting\":%d,\"preexisting_untracked\":%d",
 				(long long)o->start_ms, o->preexisting, o->preexisting_lost);
 		fputs("}\n", o->out);
 	}
-	if (o->start_ms >= 0 && o->preexisting_lost)
+	if (o->startup_known && o->preexisting_lost)
 		fprintf(stderr, "closetrace: %d timewait sockets older than the tracer were not followed\n",
 			o->preexisting_lost);
 	if (s->lost || s->socks_full || s->tw_full)

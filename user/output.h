@@ -15,8 +15,9 @@ struct ct_output {
 	int64_t mono_to_real_ns; /* add to a record's ts_ns for wall-clock time */
 	/*
 	 * A live run's start-up, for the stats record (not in recordings,
-	 * whose stats block is struct ct_stats): start_ms < 0 when unknown.
+	 * whose stats block is struct ct_stats): only when startup_known.
 	 */
+	bool startup_known;
 	int64_t start_ms;	/* from the start of the process to "Tracing" */
 	int preexisting;	/* closing sockets older than the tracer, found at start */
 	int preexisting_lost;	/* of those, timewait sockets not followed */

@@ -20,7 +20,6 @@ int pipeline_init(struct pipeline *p, const struct ct_options *o, bool print,
 	p->out.json = o->json;
 	p->out.timestamps = o->timestamps;
 	p->out.mono_to_real_ns = mono_to_real_ns;
-	p->out.start_ms = -1;
 	p->corr.states = o->states;
 	p->corr.emit = emit_record;
 	p->corr.ctx = p;
