@@ -74,6 +74,7 @@ struct seeding {
 struct ns_set {
 	uint32_t ino[INVENTORY_MAX_NETNS];
 	int fd[INVENTORY_MAX_NETNS];
+	uint32_t pid[INVENTORY_MAX_NETNS]; /* a process in it, 0: none known */
 	int n;
 };
 
@@ -86,7 +87,7 @@ static uint64_t mono_ns(void)
 }
 
 /* open path, and keep it if it is a namespace not in the set yet */
-static void ns_add(struct ns_set *s, const char *path)
+static void ns_add(struct ns_set *s, const char *path, uint32_t pid)
 {
 	struct stat st;
 	int fd;
@@ -100,6 +101,7 @@ static void ns_add(struct ns_set *s, const char *path)
 	if (fd < 0)
 		return;
 	s->ino[s->n] = (uint32_t)st.st_ino;
+	s->pid[s->n] = pid;
 	s->fd[s->n++] = fd;
 }
 
@@ -118,7 +120,7 @@ static void ns_scan(struct ns_set *s, const char *dir, const char *suffix)
 		if (*suffix && (de->d_name[0] < '0' || de->d_name[0] > '9'))
 			continue; /* /proc: processes only */
 		snprintf(path, sizeof(path), "%s/%s%s", dir, de->d_name, suffix);
-		ns_add(s, path);
+		ns_add(s, path, *suffix ? (uint32_t)strtoul(de->d_name, NULL, 10) : 0);
 	}
 	closedir(d);
 }
@@ -140,12 +142,13 @@ static void ns_collect(const struct ct_options *o, struct ns_set *s)
 		if (fd >= 0) {
 			s->ino[0] = ino;
 			s->fd[0] = fd;
+			s->pid[0] = o->pid;
 			s->n = 1;
 		}
 		return;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/ns/net", getpid());
-	ns_add(s, path);
+	ns_add(s, path, (uint32_t)getpid());
 	ns_scan(s, "/var/run/netns", "");
 	ns_scan(s, "/proc", "/ns/net");
 }
@@ -272,6 +275,35 @@ static bool followed(const struct port_socket *ps, uint64_t since_attach_ms, int
 	return !bpf_map_lookup_elem(tws_fd, &key, tws_value);
 }
 
+/*
+ * A namespace without a TCP socket, from a process in it: its
+ * /proc/PID/net/sockstat counts the namespace's hashed TCP sockets (inuse:
+ * all but timewait ones) and timewait sockets (tw).  Cheaper than a dump,
+ * which walks the whole established hash.  The pid must still be in ino.
+ */
+static bool ns_no_tcp(uint32_t pid, uint32_t ino)
+{
+	char path[64], line[256];
+	int inuse = -1, tw = -1;
+	struct stat st;
+	FILE *f;
+
+	if (!pid)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%u/net/sockstat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "TCP: inuse %d orphan %*d tw %d", &inuse, &tw) == 2)
+			break;
+	fclose(f);
+	snprintf(path, sizeof(path), "/proc/%u/ns/net", pid);
+	if (stat(path, &st) || (uint32_t)st.st_ino != ino)
+		return false;
+	return inuse == 0 && tw == 0;
+}
+
 static void list_netns(const struct ct_options *o, uint32_t ino, int fd, const struct seeding *sd,
 		       struct seed_batch *b, struct inventory *inv)
 {
@@ -342,7 +374,10 @@ static int list_until(struct inventory *inv, uint64_t deadline)
 	while (st->next < st->ns.n) {
 		int i = st->next++;
 
-		list_netns(st->o, st->ns.ino[i], st->ns.fd[i], &st->sd, &st->b, inv);
+		if (ns_no_tcp(st->ns.pid[i], st->ns.ino[i]))
+			inv->netns++;
+		else
+			list_netns(st->o, st->ns.ino[i], st->ns.fd[i], &st->sd, &st->b, inv);
 		close(st->ns.fd[i]);
 		st->ns.fd[i] = -1;
 		if (deadline && mono_ns() >= deadline)
