@@ -18,13 +18,14 @@ PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LIBS_PC) 2>/dev/null)
 PC_LIBS := $(shell $(PKG_CONFIG) --libs $(LIBS_PC) 2>/dev/null)
 
 CFLAGS ?= -O2 -g
+LDFLAGS += -pthread
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 CPPFLAGS += -I$(OUTPUT) -Ibpf -Iuser $(PC_CFLAGS) -D_GNU_SOURCE
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
 	-I$(OUTPUT) -Ivmlinux -Ibpf $(PC_CFLAGS)
 
 # user-space modules; closetrace.c holds main()
-USER_MODS := options kernel_features output correlate sysinfo procfs trace_file summary tw_reuse filter pipeline replay explain sockdiag holders watch why_busy
+USER_MODS := options kernel_features output correlate sysinfo procfs trace_file summary tw_reuse filter pipeline replay explain sockdiag holders watch why_busy inventory
 USER_OBJS := $(patsubst %,$(OUTPUT)/%.o,$(USER_MODS))
 UNIT_TESTS := $(OUTPUT)/test_units
 HELPERS := $(OUTPUT)/ctscen

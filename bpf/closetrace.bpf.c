@@ -48,8 +48,9 @@ const volatile __u16 filter_lports[CT_MAX_PORTS] = {};
 const volatile __u16 filter_rports[CT_MAX_PORTS] = {};
 const volatile __u32 n_lports = 0;
 const volatile __u32 n_rports = 0;
-const volatile __u64 tw_timer_fn = 0;	/* address of tw_timer_handler */
-const volatile __u64 reqsk_timer_fn = 0; /* address of reqsk_timer_handler */
+/* set after the load: the loader reads /proc/kallsyms while the verifier runs */
+__u64 tw_timer_fn = 0;		/* address of tw_timer_handler */
+__u64 reqsk_timer_fn = 0;	/* address of reqsk_timer_handler */
 const volatile __u64 wakeup_bytes = 0;	/* batch ring buffer wake-ups up to this much data */
 const volatile __u32 hz = 250;		/* CONFIG_HZ, for jiffies */
 const volatile __u32 n_slots = 65536; /* sock_slots entries, a power of two */
@@ -71,6 +72,8 @@ __u64 tw_by_address = 0;
 __u32 pending_cancels = 0;
 /* close records waiting in rst_wait for the RST of an abort on data */
 __u32 rst_waits = 0;
+/* entries in tw_seeds not adopted yet (see tw_adopt); set by the loader */
+__u64 tw_seeds_left = 0;
 
 struct tw_info {
 	__u64 tw;	/* the timewait socket's address */
@@ -154,6 +157,18 @@ struct {
 	__type(key, __u64);
 	__type(value, struct tw_info);
 } tws SEC(".maps");
+
+/*
+ * Timewait sockets older than the tracer, keyed by cookie, until their
+ * first timer event (tw_adopt()); filled by the loader, sized with tws.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct ct_tw_seed);
+} tw_seeds SEC(".maps");
 
 /* classic tracepoints: timewait sockets just scheduled, by 4-tuple, until their full socket's CLOSE */
 struct {
@@ -837,6 +852,38 @@ static __always_inline void settle_linger(struct ct_sock *si, int old, __u64 now
 }
 
 /*
+ * A timewait socket that existed when tracing began, at its first timer
+ * event: the loader's seed (keyed by idiag_cookie, which
+ * sock_diag_save_cookie() -> sock_gen_cookie() wrote into the socket's
+ * skc_cookie) becomes its entry in tws under that cookie.  Not when the
+ * socket is in tws by address already: it was scheduled after tracing
+ * began, without a cookie then.  Returns 1 when an entry was made.
+ */
+static __noinline int tw_adopt(__u64 addr, __u64 cookie)
+{
+	struct tw_info ti = {};
+	struct ct_tw_seed *s;
+	int made = 0;
+
+	s = bpf_map_lookup_elem(&tw_seeds, &cookie);
+	if (!s)
+		return 0;
+	if (!tw_by_address || !bpf_map_lookup_elem(&tws, &addr)) {
+		ti.tw = addr;
+		ti.conn_id = s->conn_id;
+		ti.start_ns = s->start_ns;
+		ti.flags = s->flags;
+		ti.initiator = s->initiator;
+		made = !bpf_map_update_elem(&tws, &cookie, &ti, BPF_NOEXIST);
+		if (!made)
+			stat_inc(CT_STAT_TW_FULL);
+	}
+	if (!bpf_map_delete_elem(&tw_seeds, &cookie))
+		__sync_fetch_and_add(&tw_seeds_left, -1);
+	return made;
+}
+
+/*
  * A timewait socket's entry in tws, and its key there.  Keyed by address
  * are only those without a cookie and those whose cookie another timewait
  * socket held when they came: when there are none, one lookup (a cache
@@ -849,6 +896,8 @@ static __always_inline struct tw_info *tw_state(struct inet_timewait_sock *tw, _
 	*key = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
 	if (*key) {
 		ti = bpf_map_lookup_elem(&tws, key);
+		if (!ti && tw_seeds_left && tw_adopt((__u64)tw, *key))
+			ti = bpf_map_lookup_elem(&tws, key);
 		if (ti && ti->tw == (__u64)tw)
 			return ti;
 		if (!tw_by_address)
@@ -1622,7 +1671,7 @@ static __always_inline int handle_timer_start(struct timer_list *timer, __u64 fn
 	 * before inserting.
 	 */
 	key = cookie;
-	tried = cookie && !tw_by_address;
+	tried = cookie && !tw_by_address && !tw_seeds_left; /* seeds: tw_state() adopts */
 	if (!tried || bpf_map_update_elem(&tws, &key, &zero, BPF_NOEXIST)) {
 		ti = tw_state(tw, &key);
 		if (ti) {

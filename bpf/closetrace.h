@@ -113,6 +113,24 @@ enum ct_tw_end {
 #define CT_F_TW_SPLIT_ESTIMATED (1u << 20)
 /* close: the kernel made a timewait socket, but the tws map was full: its end is not reported */
 #define CT_F_TW_UNTRACKED (1u << 21)
+/*
+ * timewait, with CT_F_PREEXISTING: the timewait socket's start is estimated
+ * from its timer (sock_diag's idiag_expires at start); without it, its
+ * durations count from the start of tracing (a lower bound)
+ */
+#define CT_F_AGE_ESTIMATE  (1u << 18)
+
+/*
+ * A timewait socket older than the tracer, found by the loader through
+ * sock_diag at start: map tw_seeds, keyed by its cookie (idiag_cookie).
+ */
+struct ct_tw_seed {
+	__u64 start_ns;	  /* CLOCK_MONOTONIC; estimated, or the start of tracing */
+	__u64 conn_id;
+	__u32 flags;	  /* CT_F_PREEXISTING, CT_F_AGE_ESTIMATE, CT_F_TW_FIN_WAIT2 */
+	__u8 initiator;
+	__u8 pad[3];
+};
 
 /* counters in the stats array (a global in the BPF object) */
 enum ct_stat {

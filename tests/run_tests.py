@@ -1003,6 +1003,11 @@ def t_kernel_features():
     want["btf"] = "yes" if os.path.exists("/sys/kernel/btf/vmlinux") else "no"
     want["syscall_tracepoints"] = ("yes" if os.path.exists(
         "/sys/kernel/tracing/events/syscalls/sys_enter_close") else "no")
+    # a per-CPU variable in BTF whose address kallsyms lists (CONFIG_KALLSYMS_ALL)
+    in_kallsyms = any(l.rstrip().endswith(" timer_bases") for l in open("/proc/kallsyms"))
+    in_btf = "VAR 'timer_bases'" in run(["bpftool", "btf", "dump", "file",
+                                         "/sys/kernel/btf/vmlinux"], timeout=60).stdout
+    want["timer_bases"] = "yes" if in_kallsyms and in_btf else "no"
     bad = {n: (got.get(n), w) for n, w in want.items() if got.get(n) != w}
     check(not bad, "probed (got, want) on %s: %s" % (os.uname().release, bad))
     check(set(got) == set(want), "features printed %s, known %s" % (sorted(got), sorted(want)))
@@ -1890,6 +1895,118 @@ def t_tw_reuse_check():
                                                                    p.stderr[-1000:]))
     check("PASS" in p.stdout and "FAIL" not in p.stdout, "table:\n%s" % p.stdout)
 
+# Sockets older than the tracer: N client TIME_WAITs (client closes first),
+# K CLOSE_WAITs (the server holds them; their clients sit in orphaned
+# FIN_WAIT2 timewait sockets) that the server closes on the first line on
+# stdin, and M more orphaned FIN_WAIT2s left to time out (tcp_fin_timeout),
+# all made before closetrace starts.  The ground truth line has the ports;
+# the script exits on the second line.
+PREEXIST = r"""
+import json, os, socket, sys, time
+n, k, m = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(n + k + m + 8)
+port = ls.getsockname()[1]
+ports = {"tw_ports": [], "cw_ports": [], "fw_ports": []}
+cw, fw = [], []
+for i in range(n + k + m):
+    c = socket.create_connection(("127.0.0.1", port)); a, _ = ls.accept()
+    cp = c.getsockname()[1]
+    c.close()
+    if i < n:
+        time.sleep(0.002); a.close(); ports["tw_ports"].append(cp)
+    elif i < n + k:
+        cw.append(a); ports["cw_ports"].append(cp)
+    else:
+        fw.append(a); ports["fw_ports"].append(cp)
+ls.close()
+ports.update({"pid": os.getpid(), "server_port": port})
+print(json.dumps(ports), flush=True)
+sys.stdin.readline()
+for a in cw:
+    a.close()
+print(json.dumps({"closed_ns": time.monotonic_ns()}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def ss_count(ns, state):
+    out = ns.exec_(["ss", "-tanH", "state", state]).stdout
+    return len([l for l in out.splitlines() if l.strip()])
+
+
+def t_preexisting_sockets():
+    n, k, m = 60, 4, 3
+    fin_timeout = 15 if VMTEST else 6  # outlasts closetrace's start-up
+    with Netns("preexist", {"net.ipv4.tcp_fin_timeout": fin_timeout}) as ns:
+        p = subprocess.Popen(ns.cmd(["python3", "-c", PREEXIST, str(n), str(k), str(m)]),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            truth = json.loads(p.stdout.readline())
+            check(len(truth["tw_ports"]) == n, "scenario: %s" % truth)
+            # the sockets exist before closetrace starts (loopback may lag under emulation)
+            want = {"time-wait": n, "fin-wait-2": k + m, "close-wait": k + m}
+            deadline = time.time() + 20
+            while True:
+                got = {st: ss_count(ns, st) for st in want}
+                if got == want or time.time() > deadline:
+                    break
+                time.sleep(0.05)
+            check(got == want, "the scenario's sockets are not all there: %s" % got)
+            with traced(ns) as tr:
+                check(ss_count(ns, "fin-wait-2") == k + m,
+                      "orphaned FIN_WAIT2s timed out before closetrace started")
+                p.stdin.write("go\n")
+                p.stdin.flush()
+                json.loads(p.stdout.readline())
+                recs = tr.wait_for(lambda r: len(closes(r)) >= k, 10, "the CLOSE_WAIT closes")
+                # the M orphans time out
+                recs = tr.wait_for(lambda r: len(tws(r, end="fin-wait2-timeout")) >= m,
+                                   fin_timeout + 10, "%d FIN_WAIT2 timeouts" % m)
+                p.stdin.write("exit\n")
+                p.stdin.flush()
+                p.wait(timeout=10)
+                # every other timewait socket ends with its namespace
+                run(["ip", "netns", "del", ns.name])
+                recs = tr.wait_for(lambda r: len(tws(r)) >= n + k + m, 30,
+                                   "%d timewait records" % (n + k + m))
+                time.sleep(0.3)  # let a duplicate arrive, if there were one
+                tr.stop()
+                recs = tr.parsed()
+                stats = [r for r in recs if r["event"] == "stats"]
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    ours = truth["tw_ports"] + truth["cw_ports"] + truth["fw_ports"]
+    for port in ours:
+        t = one(tws(recs, lport=port), "timewait record of client port %d" % port)
+        check(t["preexisting"] is True, "not marked preexisting: %s" % t)
+    for port in truth["tw_ports"] + truth["cw_ports"]:
+        t = one(tws(recs, lport=port), "timewait record")
+        check(t["end"] == "netns-exit", "end %s, expected netns-exit" % t["end"])
+    for port in truth["tw_ports"]:
+        t = one(tws(recs, lport=port), "timewait record")
+        check(t["age_estimate"] is True, "TIME_WAIT age not estimated: %s" % t)
+        check(0 < t["duration_ns"] < 60e9, "duration %s" % t["duration_ns"])
+    for port in truth["cw_ports"]:
+        c = one(closes(recs, rport=port), "close of the CLOSE_WAIT of port %d" % port)
+        check(c["preexisting"] is True and c["initiator"] == "remote",
+              "CLOSE_WAIT close: %s" % c)
+        check(c["pid"] == truth["pid"], "owner %s != %s" % (c["pid"], truth["pid"]))
+        # the orphaned FIN_WAIT2 got its FIN: TIME_WAIT from then on
+        t = one(tws(recs, lport=port), "timewait record")
+        check("FIN_WAIT2" in t["states"] and t["initiator"] == "local",
+              "orphan's FIN_WAIT2 missing: %s" % t)
+    for port in truth["fw_ports"]:
+        t = one(tws(recs, lport=port), "timewait record")
+        check(t["end"] == "fin-wait2-timeout" and t["age_estimate"] is False,
+              "orphan that timed out: %s" % t)
+    check(not [r for r in tws(recs) if r["lport"] not in ours],
+          "timewait records of unknown sockets")
+    s = one(stats, "stats record")
+    check(s.get("preexisting", 0) == n + 2 * (k + m) and s.get("preexisting_untracked") == 0,
+          "stats: %s" % s)
+
 
 INTEGRATION = [
     t_timewait_expiry,  # first: it takes a minute and runs alongside the rest
@@ -1897,6 +2014,7 @@ INTEGRATION = [
     t_linger0_reset, t_unread_data_reset, t_close_wait_duration, t_ipv6,
     t_family_filter, t_port_filter, t_timewait_reused, t_timewait_reset,
     t_timewait_not_created, t_timewait_netns_exit, t_timewait_syn_kill,
+    t_preexisting_sockets,
     t_timewait_fin_wait2_timeout, t_retransmission_timeout, t_tfo_syn_recv_deaths,
     t_keepalive_timeout, t_listener_closed_child_reset, t_abort_on_data,
     t_pid_filter, t_pid_preexisting_connection, t_pid_exit_stops,

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "closetrace.h"
 #include "closetrace.skel.h"
 #include "explain.h"
+#include "inventory.h"
 #include "kernel_features.h"
 #include "why_busy.h"
 #include "options.h"
@@ -46,6 +48,8 @@
 #define RINGBUF_BYTES (32u << 20)
 #define PID_EXIT_GRACE_NS 500000000ULL
 #define RECORD_FLUSH_NS 1000000000ULL /* a complete block on disk at least every second */
+/* the inventory's share of the start-up (inventory.c), the rest after "Tracing" */
+#define INVENTORY_BUDGET_MS 300
 #define WATCH_TICK_NS 500000000ULL    /* --watch reports within half a second of the threshold */
 
 static volatile sig_atomic_t exiting;
@@ -67,6 +71,7 @@ static void die(const char *fmt, ...)
 }
 
 static bool verbose;
+static uint64_t phase_start; /* -v: start of the current start-up phase */
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
@@ -83,6 +88,16 @@ static uint64_t now_ns(clockid_t clk)
 
 	clock_gettime(clk, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* -v: how long each start-up phase took (what delays "Tracing") */
+static void phase_done(const char *what, uint64_t *since)
+{
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+
+	if (verbose)
+		fprintf(stderr, "closetrace: start-up: %s took %.1f ms\n", what, (now - *since) / 1e6);
+	*since = now;
 }
 
 /* CAP_BPF + CAP_PERFMON (Linux 5.8+), or CAP_SYS_ADMIN */
@@ -209,8 +224,13 @@ static void size_tables(struct closetrace_bpf *skel, const struct ct_features *k
 {
 	uint32_t slots = 1;
 
-	if (!k->runtime_alloc)
+	if (!k->runtime_alloc) {
 		bpf_map__set_map_flags(skel->maps.tws, 0);
+		/* preallocated: kept small (seeds beyond it are counted, not followed) */
+		bpf_map__set_map_flags(skel->maps.tw_seeds, 0);
+	} else {
+		bpf_map__set_max_entries(skel->maps.tw_seeds, bpf_map__max_entries(skel->maps.tws));
+	}
 	bpf_map__set_max_entries(skel->maps.socks, n);
 	if (!skel->rodata->use_cookies) {
 		bpf_map__set_autocreate(skel->maps.sock_slots, false);
@@ -229,8 +249,6 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	struct closetrace_bpf__rodata *ro = skel->rodata;
 	long long tw_buckets = read_sysctl("net/ipv4/tcp_max_tw_buckets");
 	unsigned int hz = kernel_hz();
-	static const char *const syms[] = { "tw_timer_handler", "reqsk_timer_handler", "timer_bases" };
-	uint64_t addrs[3];
 	struct ct_features k;
 	uint32_t tw_entries;
 	int err;
@@ -264,14 +282,6 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	else if (verbose)
 		fprintf(stderr, "closetrace: CONFIG_HZ unknown, assuming %u\n", ro->hz);
 
-	kallsyms_lookup(syms, addrs, 3);
-	ro->tw_timer_fn = addrs[0];
-	ro->reqsk_timer_fn = addrs[1];
-	if (!ro->tw_timer_fn) {
-		die("tw_timer_handler not found in /proc/kallsyms (is kernel.kptr_restrict hiding it?)");
-		return -ENOENT;
-	}
-
 	/*
 	 * Hold every timewait socket the kernel may keep, twice over
 	 * (tcp_max_tw_buckets of this namespace; others may allow more:
@@ -285,12 +295,59 @@ static int configure(struct closetrace_bpf *skel, const struct ct_options *o)
 	bpf_map__set_max_entries(skel->maps.tws, tw_entries);
 	bpf_map__set_max_entries(skel->maps.rb, RINGBUF_BYTES);
 	features_probe(&k);
-	/* a BTF variable the verifier can resolve: in kallsyms (CONFIG_KALLSYMS_ALL) */
-	k.timer_bases = k.timer_bases && addrs[2];
+	phase_done("probing kernel features", &phase_start);
 	err = choose_programs(skel, &k, o->classic_tp, !o->no_syscalls, o->old_kernel);
 	if (err)
 		return err;
 	size_tables(skel, &k, o->max_sockets ? o->max_sockets : DEFAULT_MAX_SOCKETS);
+	return 0;
+}
+
+/*
+ * The timer functions' addresses, from /proc/kallsyms: formatting it is
+ * tens of milliseconds of kernel time (hundreds under load), read in a
+ * thread while the verifier runs.  The programs find them in .bss, set
+ * between load and attach.
+ */
+struct ksyms_job {
+	pthread_t thread;
+	bool started;
+	uint64_t addrs[2];
+	uint64_t ns; /* how long it took */
+};
+
+static void *ksyms_read(void *arg)
+{
+	static const char *const timer_fns[] = { "tw_timer_handler", "reqsk_timer_handler" };
+	struct ksyms_job *job = arg;
+	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+
+	kallsyms_lookup(timer_fns, job->addrs, 2);
+	job->ns = now_ns(CLOCK_MONOTONIC) - t0;
+	return NULL;
+}
+
+static void ksyms_start(struct ksyms_job *job)
+{
+	job->started = !pthread_create(&job->thread, NULL, ksyms_read, job);
+	if (!job->started)
+		ksyms_read(job);
+}
+
+static int ksyms_finish(struct ksyms_job *job, struct closetrace_bpf *skel)
+{
+	if (job->started)
+		pthread_join(job->thread, NULL);
+	job->started = false;
+	if (verbose)
+		fprintf(stderr, "closetrace: start-up: reading /proc/kallsyms took %.1f ms (meanwhile)\n",
+			job->ns / 1e6);
+	if (!job->addrs[0]) {
+		die("tw_timer_handler not found in /proc/kallsyms (is kernel.kptr_restrict hiding it?)");
+		return -ENOENT;
+	}
+	skel->bss->tw_timer_fn = job->addrs[0];
+	skel->bss->reqsk_timer_fn = job->addrs[1];
 	return 0;
 }
 
@@ -421,6 +478,36 @@ static void watch_timewait_layout(struct closetrace_bpf *skel, struct watch *w)
 	l.fd = bpf_map__fd(skel->maps.tws);
 	l.value_size = bpf_map__value_size(skel->maps.tws);
 	watch_set_timewait(w, &l);
+}
+
+/*
+ * Sockets older than the tracer (inventory.c): listed once the programs are
+ * attached, so that none falls between the two, and before "Tracing" (then
+ * every socket is followed) as far as INVENTORY_BUDGET_MS allows; the
+ * namespaces left are listed just after it, then the inventory is told.
+ */
+static void inventory_report(struct pipeline *p, const struct inventory *inv, uint64_t *sweep_at)
+{
+	if (verbose)
+		fprintf(stderr, "closetrace: start-up: the inventory took %llu ms (%d timewait sockets handed over)\n",
+			(unsigned long long)inv->ms, inv->seeded);
+	p->out.preexisting = inv->timewait + inv->tw_fin_wait2 + inv->close_wait + inv->fin_wait2 +
+			     inv->last_ack;
+	p->out.preexisting_lost = inv->not_followed;
+	/* TCP_TIMEWAIT_LEN more for a FIN_WAIT2 that gets its FIN, and a margin for the timer wheel */
+	if (inv->seeded)
+		*sweep_at = now_ns(CLOCK_MONOTONIC) +
+			    (inv->max_expires_ms + SOCKDIAG_TIMEWAIT_LEN_MS + 5000) * 1000000ULL;
+	if (p->out.preexisting || inv->netns_failed || verbose)
+		inventory_print(inv);
+}
+
+static void take_inventory(struct closetrace_bpf *skel, const struct ct_options *o,
+			   uint64_t attached_ns, struct inventory *inv)
+{
+	inventory_take(o, bpf_map__fd(skel->maps.tw_seeds), bpf_map__fd(skel->maps.tws),
+		       bpf_map__value_size(skel->maps.tws), skel->rodata->use_cookies,
+		       (uint64_t *)&skel->bss->tw_seeds_left, attached_ns, INVENTORY_BUDGET_MS, inv);
 }
 
 static int handle_record(void *ctx, void *data, size_t len)
@@ -626,6 +713,10 @@ int main(int argc, char **argv)
 	const struct ct_sock *slots = NULL;
 	size_t n_slots = 0;
 	int err, pidfd = -1;
+	uint64_t t_main = now_ns(CLOCK_MONOTONIC), attached_ns = 0;
+	struct inventory inv;
+	struct ksyms_job ksyms = {};
+	uint64_t sweep_at = 0;
 
 	if (argc > 1 && !strcmp(argv[1], "why-busy"))
 		return why_busy_main(argc - 1, argv + 1);
@@ -671,12 +762,15 @@ int main(int argc, char **argv)
 	if (opts.write_path && !strcmp(opts.write_path, "-"))
 		p.out.out = stderr;
 
+	phase_start = now_ns(CLOCK_MONOTONIC);
+	ksyms_start(&ksyms);
 	skel = closetrace_bpf__open();
 	if (!skel) {
 		err = -errno;
 		die("failed to open BPF object: %s", strerror(errno));
 		goto cleanup;
 	}
+	phase_done("opening the BPF object", &phase_start);
 	err = configure(skel, &opts);
 	if (err)
 		goto cleanup;
@@ -685,11 +779,17 @@ int main(int argc, char **argv)
 		die("failed to load BPF programs: %s (run with -v for the verifier log)", strerror(-err));
 		goto cleanup;
 	}
+	phase_done("creating maps and loading programs (verifier)", &phase_start);
+	err = ksyms_finish(&ksyms, skel);
+	if (err)
+		goto cleanup;
 	err = closetrace_bpf__attach(skel);
 	if (err) {
 		die("failed to attach BPF programs: %s", strerror(-err));
 		goto cleanup;
 	}
+	phase_done("attaching", &phase_start);
+	attached_ns = phase_start;
 	if (opts.pid)
 		seed_target(skel, opts.pid);
 	if (opts.write_path) {
@@ -708,7 +808,13 @@ int main(int argc, char **argv)
 	if (p.print)
 		output_header(&p.out);
 	fflush(stdout);
+	take_inventory(skel, &opts, attached_ns, &inv);
 	fprintf(stderr, "Tracing TCP closes%s. Hit Ctrl-C to end.\n", opts.pid ? " of one process" : "");
+	p.out.start_ms = (int64_t)(now_ns(CLOCK_MONOTONIC) - t_main) / 1000000;
+	/* a recording's stats block has no room for these: a replay would differ */
+	p.out.startup_known = !opts.write_path;
+	inventory_finish(&inv);
+	inventory_report(&p, &inv, &sweep_at);
 
 	start = now_ns(CLOCK_MONOTONIC);
 	next_flush = start + RECORD_FLUSH_NS;
@@ -763,6 +869,11 @@ int main(int argc, char **argv)
 			err = p.rec_err;
 			break;
 		}
+		if (sweep_at && now >= sweep_at) {
+			p.out.preexisting_lost += inventory_sweep(bpf_map__fd(skel->maps.tw_seeds),
+								 (uint64_t *)&skel->bss->tw_seeds_left);
+			sweep_at = 0;
+		}
 		if (next_watch && now >= next_watch) {
 			watch_tick(p.watch, bpf_map__fd(skel->maps.socks), slots, n_slots, now);
 			next_watch = now + WATCH_TICK_NS;
@@ -815,6 +926,8 @@ int main(int argc, char **argv)
 	}
 
 cleanup:
+	if (ksyms.started)
+		pthread_join(ksyms.thread, NULL);
 	if (p.rec) {
 		int cerr = recorder__close(p.rec);
 

@@ -80,6 +80,35 @@ static bool cmpxchg_insn(void)
 	return true;
 }
 
+/*
+ * A program may name the per-CPU variable timer_bases (a typed ksym:
+ * ld_imm64 with BPF_PSEUDO_BTF_ID): it needs the variable in the kernel's
+ * BTF (per-CPU variables are there since pahole 1.18: Debian's 6.1 on, not
+ * 5.10) and its address in kallsyms, which lists data only with
+ * CONFIG_KALLSYMS_ALL (check_pseudo_btf_id(): "ldimm64 failed to find the
+ * address for kernel symbol").
+ */
+static bool timer_bases_var(const struct btf *btf)
+{
+	int id = btf ? btf__find_by_name_kind(btf, "timer_bases", BTF_KIND_VAR) : -1;
+	struct bpf_insn insns[] = {
+		INSN(BPF_LD | BPF_DW | BPF_IMM, BPF_REG_1, BPF_PSEUDO_BTF_ID, 0, id),
+		INSN(0, 0, 0, 0, 0),
+		INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0),
+		INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+	};
+	int fd;
+
+	if (id <= 0)
+		return false;
+	fd = bpf_prog_load(BPF_PROG_TYPE_SOCKET_FILTER, NULL, "GPL", insns,
+			   sizeof(insns) / sizeof(insns[0]), NULL);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
 void features_probe(struct ct_features *f)
 {
 	struct btf *btf = btf__load_vmlinux_btf();
@@ -102,8 +131,7 @@ void features_probe(struct ct_features *f)
 	f->cmpxchg = cmpxchg_insn();
 	/* kernel/bpf/memalloc.c (6.1): hash map elements allocated safely in any context */
 	f->runtime_alloc = btf_has(btf, "bpf_mem_alloc", BTF_KIND_STRUCT);
-	/* per-CPU variables are in BTF since pahole 1.18 (Debian's 6.1 on, not 5.10) */
-	f->timer_bases = btf_has(btf, "timer_bases", BTF_KIND_VAR);
+	f->timer_bases = timer_bases_var(btf);
 	btf__free(btf);
 }
 
@@ -123,6 +151,7 @@ void features_print(const struct ct_features *f, FILE *out)
 		{ "task_storage", f->task_storage },
 		{ "task_pt_regs", f->task_pt_regs },
 		{ "runtime_alloc", f->runtime_alloc },
+		{ "timer_bases", f->timer_bases },
 	};
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)

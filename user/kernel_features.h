@@ -22,7 +22,7 @@ struct ct_features {
 	bool task_storage;	  /* task local storage maps and helpers (5.11) */
 	bool task_pt_regs;	  /* bpf_task_pt_regs() (5.15) */
 	bool runtime_alloc;	  /* run-time allocated hash maps safe in any program: bpf_mem_alloc (6.1) */
-	bool timer_bases;	  /* the per-CPU timer_bases in BTF (the loader also wants their address) */
+	bool timer_bases;	  /* programs may read the per-CPU timer_bases (BTF + CONFIG_KALLSYMS_ALL) */
 };
 
 /* probe the running kernel; never fails (what cannot be probed is false) */

@@ -84,7 +84,7 @@ static const struct argp_option option_table[] = {
 	{ "file-mode", OPT_FILE_MODE, "MODE", 0, "With -w: permissions of the file (octal, default 0600)", 3 },
 	{ NULL, 0, NULL, 0, "Run:", 4 },
 	{ "duration", 'd', "SECONDS", 0, "Stop after this many seconds", 4 },
-	{ "verbose", 'v', NULL, 0, "Print libbpf debug output", 4 },
+	{ "verbose", 'v', NULL, 0, "Print libbpf debug output and start-up timings", 4 },
 	{ "max-sockets", OPT_MAX_SOCKETS, "N", 0,
 	  "Connections tracked at once (default 65536; ~260 bytes of kernel memory each)", 4 },
 	{ "max-timewait", OPT_MAX_TIMEWAIT, "N", 0,

@@ -572,6 +572,9 @@ static void json_kind_fields(struct line *l, const struct ct_record *r)
 		put_knum(l, "tw_sock_ns", r->tw_sock_ns);
 		if (r->flags & CT_F_TW_FIN_WAIT2)
 			put_kbool(l, "split_estimated", r->flags & CT_F_TW_SPLIT_ESTIMATED);
+		put_kbool(l, "preexisting", r->flags & CT_F_PREEXISTING);
+		if (r->flags & CT_F_PREEXISTING)
+			put_kbool(l, "age_estimate", r->flags & CT_F_AGE_ESTIMATE);
 		if (r->tw_end == CT_TW_REUSED) {
 			put_knum(l, "reuse_pid", r->reuse_pid);
 			put_lit(l, ",\"reuse_comm\":");
@@ -746,6 +749,9 @@ static void table_details(struct line *l, const struct ct_record *r)
 			put_lit(l, "/");
 			put_mem(l, r->reuse_comm, strnlen(r->reuse_comm, CT_COMM_LEN));
 		}
+		if (r->flags & CT_F_PREEXISTING)
+			put_str(l, r->flags & CT_F_AGE_ESTIMATE ? " (older than the tracer, age estimated)" :
+								  " (older than the tracer, at least)");
 		break;
 	case CT_REC_STATE:
 		put_lit(l, " ");
@@ -897,13 +903,21 @@ void output_record(const struct ct_output *o, const struct ct_record *r)
 
 void output_stats(const struct ct_output *o, const struct ct_stats *s)
 {
-	if (o->json)
+	if (o->json) {
 		fprintf(o->out,
 			"{\"event\":\"stats\",\"records\":%llu,\"lost\":%llu,\"socks_map_full\":%llu,\"tw_map_full\":%llu,"
-			"\"missed_events\":%llu}\n",
+			"\"missed_events\":%llu",
 			(unsigned long long)s->records, (unsigned long long)s->lost,
 			(unsigned long long)s->socks_full, (unsigned long long)s->tw_full,
 			(unsigned long long)s->missed);
+		if (o->startup_known)
+			fprintf(o->out, ",\"startup_ms\":%lld,\"preexisting\":%d,\"preexisting_untracked\":%d",
+				(long long)o->start_ms, o->preexisting, o->preexisting_lost);
+		fputs("}\n", o->out);
+	}
+	if (o->startup_known && o->preexisting_lost)
+		fprintf(stderr, "closetrace: %d timewait sockets older than the tracer were not followed\n",
+			o->preexisting_lost);
 	if (s->lost || s->socks_full || s->tw_full)
 		fprintf(stderr,
 			"closetrace: %llu records lost (ring buffer full), %llu connections and %llu TIME_WAITs untracked (maps full)\n",

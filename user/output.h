@@ -13,6 +13,14 @@ struct ct_output {
 	bool json;
 	bool timestamps;
 	int64_t mono_to_real_ns; /* add to a record's ts_ns for wall-clock time */
+	/*
+	 * A live run's start-up, for the stats record (not in recordings,
+	 * whose stats block is struct ct_stats): only when startup_known.
+	 */
+	bool startup_known;
+	int64_t start_ms;	/* from the start of the process to "Tracing" */
+	int preexisting;	/* closing sockets older than the tracer, found at start */
+	int preexisting_lost;	/* of those, timewait sockets not followed */
 };
 
 /* the tracer's counters at exit; also the stats block of a recording (doc/trace-format.md) */

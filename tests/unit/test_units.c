@@ -603,6 +603,19 @@ static void test_stats_json(void)
 	output_stats(&o, &s);
 	fclose(o.out);
 	CHECK_HAS(buf, "{\"event\":\"stats\",\"records\":10,\"lost\":0,");
+	/* a replay (no start-up known) has no start-up fields */
+	CHECK(!strstr(buf, "startup_ms"));
+	free(buf);
+
+	/* a live run: its start-up and the sockets older than the tracer */
+	o.startup_known = true;
+	o.start_ms = 420;
+	o.preexisting = 7;
+	o.preexisting_lost = 0;
+	o.out = open_memstream(&buf, &len);
+	output_stats(&o, &s);
+	fclose(o.out);
+	CHECK_HAS(buf, ",\"startup_ms\":420,\"preexisting\":7,\"preexisting_untracked\":0}\n");
 	free(buf);
 }
 
