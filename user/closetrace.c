@@ -811,8 +811,8 @@ int main(int argc, char **argv)
 	take_inventory(skel, &opts, attached_ns, &inv);
 	fprintf(stderr, "Tracing TCP closes%s. Hit Ctrl-C to end.\n", opts.pid ? " of one process" : "");
 	p.out.start_ms = (int64_t)(now_ns(CLOCK_MONOTONIC) - t_main) / 1000000;
-	/* a recording's stats block has no room for these: a replay would differ */
-	p.out.startup_known = !opts.write_path;
+	if (!p.out.start_ms)
+		p.out.start_ms = 1; /* 0 means "not counted" (older recordings) */
 	inventory_finish(&inv);
 	inventory_report(&p, &inv, &sweep_at);
 
@@ -907,6 +907,9 @@ int main(int argc, char **argv)
 	ring_buffer__consume(rb);
 
 	read_stats(skel, &stats);
+	stats.startup_ms = p.out.start_ms;
+	stats.preexisting = p.out.preexisting;
+	stats.preexisting_untracked = p.out.preexisting_lost;
 	if (p.rec) {
 		err = p.rec_err ? p.rec_err : recorder__write_stats(p.rec, &stats);
 		if (err) {

@@ -910,14 +910,16 @@ void output_stats(const struct ct_output *o, const struct ct_stats *s)
 			(unsigned long long)s->records, (unsigned long long)s->lost,
 			(unsigned long long)s->socks_full, (unsigned long long)s->tw_full,
 			(unsigned long long)s->missed);
-		if (o->startup_known)
-			fprintf(o->out, ",\"startup_ms\":%lld,\"preexisting\":%d,\"preexisting_untracked\":%d",
-				(long long)o->start_ms, o->preexisting, o->preexisting_lost);
+		/* 0 only in recordings made before start-up was counted */
+		if (s->startup_ms)
+			fprintf(o->out, ",\"startup_ms\":%llu,\"preexisting\":%llu,\"preexisting_untracked\":%llu",
+				(unsigned long long)s->startup_ms, (unsigned long long)s->preexisting,
+				(unsigned long long)s->preexisting_untracked);
 		fputs("}\n", o->out);
 	}
-	if (o->startup_known && o->preexisting_lost)
-		fprintf(stderr, "closetrace: %d timewait sockets older than the tracer were not followed\n",
-			o->preexisting_lost);
+	if (s->preexisting_untracked)
+		fprintf(stderr, "closetrace: %llu timewait sockets older than the tracer were not followed\n",
+			(unsigned long long)s->preexisting_untracked);
 	if (s->lost || s->socks_full || s->tw_full)
 		fprintf(stderr,
 			"closetrace: %llu records lost (ring buffer full), %llu connections and %llu TIME_WAITs untracked (maps full)\n",

@@ -13,11 +13,7 @@ struct ct_output {
 	bool json;
 	bool timestamps;
 	int64_t mono_to_real_ns; /* add to a record's ts_ns for wall-clock time */
-	/*
-	 * A live run's start-up, for the stats record (not in recordings,
-	 * whose stats block is struct ct_stats): only when startup_known.
-	 */
-	bool startup_known;
+	/* a live run's start-up, copied into its struct ct_stats at the end */
 	int64_t start_ms;	/* from the start of the process to "Tracing" */
 	int preexisting;	/* closing sockets older than the tracer, found at start */
 	int preexisting_lost;	/* of those, timewait sockets not followed */
@@ -29,7 +25,11 @@ struct ct_stats {
 	uint64_t socks_full;
 	uint64_t tw_full;
 	uint64_t records;
-	uint64_t missed; /* program runs the kernel skipped (recursion_misses); absent in older files */
+	/* absent in recordings made before December 2026 (read as 0) */
+	uint64_t missed;       /* program runs the kernel skipped (recursion_misses) */
+	uint64_t startup_ms;   /* from the start of the process to "Tracing": closes before it not seen */
+	uint64_t preexisting;  /* closing sockets older than the tracer, found at start */
+	uint64_t preexisting_untracked; /* of those, timewait sockets not followed */
 };
 
 /* the stats block of recordings made before missed was added */
