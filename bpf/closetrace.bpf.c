@@ -294,10 +294,45 @@ struct {
 /* where a record is built when it does not go to the ring buffer */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2); /* [1]: a nested run (see busy) */
 	__type(key, __u32);
 	__type(value, struct ct_record);
 } scratch SEC(".maps");
+
+/*
+ * Per CPU: which of our programs runs now.  __bpf_trace_run() does not run
+ * a program on a CPU where it is already running (prog->active): a softirq
+ * that interrupts handle_set_state_* or handle_destroy_* and moves another
+ * socket would go unseen (counted in recursion_misses, reported as
+ * missed_events).  Each has a twin, attached to the same tracepoint, that
+ * does the work only then (BUSY_* set: the kernel skipped the first).
+ */
+#define BUSY_SET_STATE 1
+#define BUSY_DESTROY 2
+#define BUSY_NESTED 4 /* a nested run: it uses scratch[1] */
+#define BUSY_DONE(what) ((what) << 3) /* the nested run was not skipped: the twin has nothing to do */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} busy SEC(".maps");
+
+static __always_inline __u32 *busy_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&busy, &zero);
+}
+
+/* scratch's slot for this run: 1 in a twin, whose run interrupted the other's */
+static __always_inline __u32 scratch_key(void)
+{
+	__u32 *b = busy_get();
+
+	return b && (*b & BUSY_NESTED) ? 1 : 0;
+}
 
 static __always_inline void stat_inc(int i)
 {
@@ -585,6 +620,7 @@ static __always_inline struct ct_record *record_new(__u8 kind, const struct ct_t
 	if (!r) {
 		if (!aggregate || kind == CT_REC_STATE)
 			return NULL;
+		zero = scratch_key();
 		r = bpf_map_lookup_elem(&scratch, &zero);
 		if (!r)
 			return NULL;
@@ -626,9 +662,9 @@ __noinline int account(void)
 	struct ct_counts *c;
 	struct ct_endpoint e = {};
 	struct ct_record *r;
-	__u32 zero = 0;
+	__u32 zero = 0, key = scratch_key();
 
-	r = bpf_map_lookup_elem(&scratch, &zero);
+	r = bpf_map_lookup_elem(&scratch, &key);
 	if (!r)
 		return 0;
 	s = bpf_map_lookup_elem(&summary, &zero);
@@ -653,8 +689,8 @@ static __always_inline void record_submit(struct ct_record *r, int ring)
 	if (aggregate) {
 		/* a record in the ring buffer is counted from a copy in scratch */
 		if (ring) {
-			__u32 zero = 0;
-			struct ct_record *copy = bpf_map_lookup_elem(&scratch, &zero);
+			__u32 key = scratch_key();
+			struct ct_record *copy = bpf_map_lookup_elem(&scratch, &key);
 
 			if (copy)
 				__builtin_memcpy(copy, r, sizeof(*r));
@@ -2049,17 +2085,65 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 /* ---- attachment: BTF tracepoints, and classic tracepoints as fallback ---- */
 
 /* use_cookies: socket cookies, state in sock_slots */
+/*
+ * A program's work, with this CPU marked busy with it meanwhile (what).  A
+ * run that finds itself marked busy is nested in its own run: a kernel
+ * whose __bpf_trace_run() does not skip such runs.  It does the work and
+ * tells its twin (BUSY_DONE(what)), which runs after it for the same event
+ * (probes run in the order they were attached).
+ */
+#define BUSY_FIRST(what, call)                                          \
+	({                                                              \
+		__u32 *___b = busy_get();                               \
+		if (___b && (*___b & (what))) {                         \
+			*___b |= BUSY_NESTED;                           \
+			call;                                           \
+			*___b = (*___b & ~BUSY_NESTED) | BUSY_DONE(what); \
+		} else if (___b) {                                      \
+			*___b |= (what);                                \
+			call;                                           \
+			*___b &= ~(what);                               \
+		}                                                       \
+		0;                                                      \
+	})
+
+/* the twin: the work only while the first is busy on this CPU and skipped */
+#define BUSY_TWIN(what, call)                                           \
+	({                                                              \
+		__u32 *___b = busy_get();                               \
+		if (___b && (*___b & BUSY_DONE(what))) {                \
+			*___b &= ~BUSY_DONE(what);                      \
+		} else if (___b && (*___b & (what))) {                  \
+			*___b |= BUSY_NESTED;                           \
+			call;                                           \
+			*___b &= ~BUSY_NESTED;                          \
+		}                                                       \
+		0;                                                      \
+	})
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_set_state_slots, struct sock *sk, int old, int new)
 {
-	return handle_set_state(sk, old, new, 1, 1);
+	return BUSY_FIRST(BUSY_SET_STATE, handle_set_state(sk, old, new, 1, 1));
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_set_state_slots_nested, struct sock *sk, int old, int new)
+{
+	return BUSY_TWIN(BUSY_SET_STATE, handle_set_state(sk, old, new, 1, 1));
 }
 
 /* before Linux 5.12, or --old-kernel: state in socks by address */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_set_state_btf, struct sock *sk, int old, int new)
 {
-	return handle_set_state(sk, old, new, 1, 0);
+	return BUSY_FIRST(BUSY_SET_STATE, handle_set_state(sk, old, new, 1, 0));
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_set_state_btf_nested, struct sock *sk, int old, int new)
+{
+	return BUSY_TWIN(BUSY_SET_STATE, handle_set_state(sk, old, new, 1, 0));
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
@@ -2073,7 +2157,13 @@ int handle_set_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(handle_destroy_btf, struct sock *sk)
 {
-	return handle_destroy(sk, 1);
+	return BUSY_FIRST(BUSY_DESTROY, handle_destroy(sk, 1));
+}
+
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(handle_destroy_btf_nested, struct sock *sk)
+{
+	return BUSY_TWIN(BUSY_DESTROY, handle_destroy(sk, 1));
 }
 
 SEC("tracepoint/tcp/tcp_destroy_sock")
