@@ -304,12 +304,16 @@ struct {
  * a program on a CPU where it is already running (prog->active): a softirq
  * that interrupts handle_set_state_* or handle_destroy_* and moves another
  * socket would go unseen (counted in recursion_misses, reported as
- * missed_events).  Each has a twin, attached to the same tracepoint, that
+ * missed_events); so would a timewait timer's event inside a timer program
+ * (those run for every timer).  Each has a twin, attached to the same tracepoint, that
  * does the work only then (BUSY_* set: the kernel skipped the first).
  */
 #define BUSY_SET_STATE 1
 #define BUSY_DESTROY 2
 #define BUSY_NESTED 4 /* a nested run: it uses scratch[1] */
+#define BUSY_TIMER_START 32
+#define BUSY_TIMER_EXPIRE 64
+#define BUSY_TIMER_CANCEL 128
 #define BUSY_DONE(what) ((what) << 3) /* the nested run was not skipped: the twin has nothing to do */
 
 struct {
@@ -2209,7 +2213,13 @@ int BPF_PROG(handle_error_report_btf, const struct sock *sk)
 SEC("tp_btf/timer_start")
 int BPF_PROG(handle_timer_start_btf, struct timer_list *timer)
 {
-	return handle_timer_start(timer, (__u64)timer->function, 1);
+	return BUSY_FIRST(BUSY_TIMER_START, handle_timer_start(timer, (__u64)timer->function, 1));
+}
+
+SEC("tp_btf/timer_start")
+int BPF_PROG(handle_timer_start_btf_nested, struct timer_list *timer)
+{
+	return BUSY_TWIN(BUSY_TIMER_START, handle_timer_start(timer, (__u64)timer->function, 1));
 }
 
 SEC("tracepoint/timer/timer_start")
@@ -2221,7 +2231,13 @@ int handle_timer_start_tp(struct trace_event_raw_timer_start *ctx)
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(handle_timer_expire_btf, struct timer_list *timer)
 {
-	return handle_timer_expire(timer, (__u64)timer->function);
+	return BUSY_FIRST(BUSY_TIMER_EXPIRE, handle_timer_expire(timer, (__u64)timer->function));
+}
+
+SEC("tp_btf/timer_expire_entry")
+int BPF_PROG(handle_timer_expire_btf_nested, struct timer_list *timer)
+{
+	return BUSY_TWIN(BUSY_TIMER_EXPIRE, handle_timer_expire(timer, (__u64)timer->function));
 }
 
 SEC("tracepoint/timer/timer_expire_entry")
@@ -2233,14 +2249,26 @@ int handle_timer_expire_tp(struct trace_event_raw_timer_expire_entry *ctx)
 SEC("tp_btf/timer_cancel")
 int BPF_PROG(handle_timer_cancel_btf, struct timer_list *timer)
 {
-	return handle_timer_cancel(timer, (__u64)timer->function, 1, 0);
+	return BUSY_FIRST(BUSY_TIMER_CANCEL, handle_timer_cancel(timer, (__u64)timer->function, 1, 0));
+}
+
+SEC("tp_btf/timer_cancel")
+int BPF_PROG(handle_timer_cancel_btf_nested, struct timer_list *timer)
+{
+	return BUSY_TWIN(BUSY_TIMER_CANCEL, handle_timer_cancel(timer, (__u64)timer->function, 1, 0));
 }
 
 /* the same, reading the timer bases (where the verifier can resolve timer_bases) */
 SEC("tp_btf/timer_cancel")
 int BPF_PROG(handle_timer_cancel_bases, struct timer_list *timer)
 {
-	return handle_timer_cancel(timer, (__u64)timer->function, 1, 1);
+	return BUSY_FIRST(BUSY_TIMER_CANCEL, handle_timer_cancel(timer, (__u64)timer->function, 1, 1));
+}
+
+SEC("tp_btf/timer_cancel")
+int BPF_PROG(handle_timer_cancel_bases_nested, struct timer_list *timer)
+{
+	return BUSY_TWIN(BUSY_TIMER_CANCEL, handle_timer_cancel(timer, (__u64)timer->function, 1, 1));
 }
 
 SEC("tracepoint/timer/timer_cancel")

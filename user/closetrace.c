@@ -206,12 +206,24 @@ static int choose_programs(struct closetrace_bpf *skel, const struct ct_features
 	bpf_program__set_autoload(skel->progs.handle_sys_enter, syscalls && !each_syscall);
 	bpf_program__set_autoload(skel->progs.handle_sys_exit, syscalls && !each_syscall);
 	/* each twin with the program it stands in for when the kernel skips it (busy, BPF side) */
-	bpf_program__set_autoload(skel->progs.handle_set_state_slots_nested,
-				  bpf_program__autoload(skel->progs.handle_set_state_slots));
-	bpf_program__set_autoload(skel->progs.handle_set_state_btf_nested,
-				  bpf_program__autoload(skel->progs.handle_set_state_btf));
-	bpf_program__set_autoload(skel->progs.handle_destroy_btf_nested,
-				  bpf_program__autoload(skel->progs.handle_destroy_btf));
+	{
+		struct bpf_program *firsts[] = {
+			skel->progs.handle_set_state_slots, skel->progs.handle_set_state_btf,
+			skel->progs.handle_destroy_btf, skel->progs.handle_timer_start_btf,
+			skel->progs.handle_timer_expire_btf, skel->progs.handle_timer_cancel_btf,
+			skel->progs.handle_timer_cancel_bases,
+		};
+		struct bpf_program *twins[] = {
+			skel->progs.handle_set_state_slots_nested, skel->progs.handle_set_state_btf_nested,
+			skel->progs.handle_destroy_btf_nested, skel->progs.handle_timer_start_btf_nested,
+			skel->progs.handle_timer_expire_btf_nested,
+			skel->progs.handle_timer_cancel_btf_nested,
+			skel->progs.handle_timer_cancel_bases_nested,
+		};
+
+		for (size_t i = 0; i < sizeof(twins) / sizeof(twins[0]); i++)
+			bpf_program__set_autoload(twins[i], bpf_program__autoload(firsts[i]));
+	}
 	if (verbose)
 		fprintf(stderr, "closetrace: %s tracepoints%s%s\n", classic ? "classic" : "BTF",
 			ro->use_cookies ? ", socket cookies" : "",
