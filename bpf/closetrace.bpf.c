@@ -2099,14 +2099,15 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 #define BUSY_FIRST(what, call)                                          \
 	({                                                              \
 		__u32 *___b = busy_get();                               \
-		if (___b && (*___b & (what))) {                         \
-			*___b |= BUSY_NESTED;                           \
+		if (___b) {                                             \
+			/* BUSY_NESTED if nested, without a branch: one verifier path through call */ \
+			__u32 ___n = ((*___b & (what)) >> __builtin_ctz(what)) * BUSY_NESTED; \
+			*___b |= (what) | ___n;                         \
 			call;                                           \
-			*___b = (*___b & ~BUSY_NESTED) | BUSY_DONE(what); \
-		} else if (___b) {                                      \
-			*___b |= (what);                                \
-			call;                                           \
-			*___b &= ~(what);                               \
+			if (___n)                                       \
+				*___b = (*___b & ~BUSY_NESTED) | BUSY_DONE(what); \
+			else                                            \
+				*___b &= ~(what);                       \
 		}                                                       \
 		0;                                                      \
 	})
