@@ -70,6 +70,8 @@ __u64 socks_spilled = 0;
 __u64 tw_by_address = 0;
 /* cancels of timewait timers not yet classified (see pending_cancel) */
 __u32 pending_cancels = 0;
+/* events a twin handled because the kernel skipped its first (see busy) */
+__u64 nested_runs = 0;
 /* close records waiting in rst_wait for the RST of an abort on data */
 __u32 rst_waits = 0;
 /* entries in tw_seeds not adopted yet (see tw_adopt); set by the loader */
@@ -2122,6 +2124,7 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 			*___b |= BUSY_NESTED;                           \
 			call;                                           \
 			*___b &= ~BUSY_NESTED;                          \
+			__sync_fetch_and_add(&nested_runs, 1);          \
 		}                                                       \
 		0;                                                      \
 	})
