@@ -1940,10 +1940,12 @@ def ss_count(ns, state):
 def t_preexisting_sockets():
     n, k, m = 60, 4, 3
     fin_timeout = 15 if VMTEST else 6  # outlasts closetrace's start-up
-    # tcp_rfc1337: an RST does not kill a TIME_WAIT (under emulation a FIN
-    # retransmitted to a peer already gone draws one: 58 of 60 were left once)
+    # 58 of 60 TIME_WAITs were left once in a slow guest: no connect() may
+    # take one over (tcp_tw_reuse's default 2 allows it on loopback after a
+    # second), and an RST does not kill one (tcp_rfc1337; a FIN retransmitted
+    # to a peer already gone draws one)
     with Netns("preexist", {"net.ipv4.tcp_fin_timeout": fin_timeout,
-                            "net.ipv4.tcp_rfc1337": "1"}) as ns:
+                            "net.ipv4.tcp_tw_reuse": "0", "net.ipv4.tcp_rfc1337": "1"}) as ns:
         p = subprocess.Popen(ns.cmd(["python3", "-c", PREEXIST, str(n), str(k), str(m)]),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
